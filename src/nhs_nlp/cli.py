@@ -1,0 +1,135 @@
+"""The ``nhs-nlp`` command line: thin commands over the library modules."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+app = typer.Typer(help="nhs_nlp: structured incident records from cyber-attack news.", no_args_is_help=True)
+corpus_app = typer.Typer(help="Validate, build and describe the annotated corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+DEFAULT_SOURCES = Path("corpus/articles")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _sources(paths: Optional[List[Path]]) -> List[Path]:
+    paths = paths or [DEFAULT_SOURCES]
+    for p in paths:
+        if not p.exists():
+            err_console.print(f"[red]error:[/red] {p}: no such file or directory")
+            raise typer.Exit(2)
+    return paths
+
+
+@corpus_app.command("validate")
+def validate_cli(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Article files, directories or compiled .jsonl files [default: corpus/articles]"),
+    no_tokens: bool = typer.Option(False, "--no-tokens", help="Skip the spaCy token-boundary check."),
+    warnings: bool = typer.Option(True, "--warnings/--no-warnings", help="Also print audit hints (likely missed mentions and quantities)."),
+) -> None:
+    """Check articles against the annotation scheme; print FILE:LINE: REASON per problem.
+
+    Errors make the command fail. Warnings are hints for the reviewer: a name
+    annotated elsewhere in the article but not at this mention, or a number
+    expression that looks like an unannotated QUANTITY. Fix them or leave them
+    when the guidelines say so.
+    """
+    from .corpus import audit_article, load_sources
+
+    loaded = load_sources(_sources(paths), check_tokens=not no_tokens)
+    for problem in loaded.problems:
+        typer.echo(str(problem))
+    hints = [w for art in loaded.articles for w in audit_article(art)] if warnings else []
+    for hint in hints:
+        typer.echo(str(hint))
+    n = len(loaded.articles)
+    if loaded.problems:
+        err_console.print(f"[red]{len(loaded.problems)} problem(s)[/red], {len(hints)} warning(s) in {n} article(s)")
+        raise typer.Exit(1)
+    err_console.print(f"[green]ok[/green]: {n} article(s), no problems, {len(hints)} warning(s)")
+
+
+@corpus_app.command("assign-splits")
+def assign_splits_cli(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Article files or directories [default: corpus/articles]"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the splits without writing them."),
+) -> None:
+    """Give every article without a split one, by incident (articles of one incident share a split)."""
+    from collections import Counter
+
+    from .corpus import assign_splits, load_sources, write_split_headers
+
+    loaded = load_sources(_sources(paths), check_tokens=False)
+    splits = assign_splits(loaded.articles)
+    if dry_run:
+        for aid, split in sorted(splits.items()):
+            typer.echo(f"{aid}\t{split}")
+    else:
+        changed = write_split_headers(loaded.articles, splits)
+        err_console.print(f"wrote the split of {changed} article(s)")
+    err_console.print(dict(Counter(splits.values())))
+
+
+@corpus_app.command("build")
+def build_cli(
+    out: Path = typer.Option(Path("corpus/build"), "--out", "-o", help="Output directory."),
+    paths: Optional[List[Path]] = typer.Argument(None, help="Article files or directories [default: corpus/articles]"),
+) -> None:
+    """Compile the articles into OUT/{train,dev,test}.jsonl and .spacy (DocBin)."""
+    from .corpus import CorpusError, build
+
+    try:
+        counts = build(_sources(paths), out)
+    except CorpusError as err:
+        for problem in err.problems:
+            typer.echo(str(problem))
+        err_console.print(f"[red]build failed: {len(err.problems)} problem(s)[/red]")
+        raise typer.Exit(1)
+    err_console.print(f"built {out}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@corpus_app.command("stats")
+def stats_cli(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Article files, directories or .jsonl [default: corpus/articles]"),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
+) -> None:
+    """Articles, words, spans per label and distinct attack groups, per split."""
+    from .corpus import load_sources, statistics
+    from .labels import LABELS
+
+    loaded = load_sources(_sources(paths), check_tokens=False)
+    stats = statistics(loaded.articles)
+    if loaded.problems:
+        err_console.print(f"[yellow]warning:[/yellow] {len(loaded.problems)} validation problem(s); run `nhs-nlp corpus validate`")
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2, sort_keys=True))
+        return
+    table = Table(title="nhs_nlp corpus")
+    columns = list(stats)
+    table.add_column("")
+    for c in columns:
+        table.add_column(c, justify="right")
+    rows = ["articles", "words", "min_words", "max_words"]
+    rows += [f"spans:{lab}" for lab in LABELS]
+    rows += ["distinct_attack_groups", "records", "negatives", "multi_incident", "health_incident_articles", "sectors", "countries"]
+    for row in rows:
+        if row.startswith("spans:"):
+            vals = [stats[c]["spans"][row[6:]] for c in columns]
+        else:
+            vals = [stats[c][row] for c in columns]
+        table.add_row(row, *(f"{v:,}" for v in vals))
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
