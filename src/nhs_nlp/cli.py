@@ -131,5 +131,31 @@ def stats_cli(
     console.print(table)
 
 
+@app.command("train")
+def train_cli(
+    output: Path = typer.Option(Path("training/output"), "--output", "-o", help="Where spaCy writes model-best/model-last."),
+    config: Path = typer.Option(Path("training/config.cfg"), "--config", "-c", help="spaCy training config."),
+    corpus: List[Path] = typer.Option([Path("corpus/articles")], "--corpus", help="Corpus article files or folders."),
+    annoctr: Optional[Path] = typer.Option(None, "--annoctr", help="AnnoCTR folder [default: $NHS_NLP_ANNOCTR or ../shared/data/corpora/annoctr]."),
+    no_annoctr: bool = typer.Option(False, "--no-annoctr", help="Train on our corpus alone."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (data shuffling and model initialisation)."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, -1 for CPU."),
+    override: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable), e.g. training.max_steps=200."),
+) -> None:
+    """Train the NER pipeline: compile the corpus (+ AnnoCTR), then spaCy training with our config."""
+    from .training import parse_overrides, train
+
+    if not config.exists():
+        err_console.print(f"[red]error:[/red] config {config} does not exist")
+        raise typer.Exit(2)
+    try:
+        overrides = parse_overrides(override)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
+    best = train(output, config, seed=seed, overrides=overrides, use_gpu=gpu_id, corpus_sources=corpus, annoctr=annoctr, use_annoctr=not no_annoctr)
+    err_console.print(f"best pipeline: {best}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

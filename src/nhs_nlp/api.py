@@ -1,0 +1,97 @@
+"""The Python API: ``load()`` and ``extract()``."""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union, overload
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .labels import LABELS
+
+MODEL_ENV = "NHS_NLP_MODEL"
+MODEL_NAME = "nhs-nlp-ner"
+
+_lock = threading.Lock()
+_cache: Dict[str, Language] = {}
+
+
+def default_model_path() -> Path:
+    """The shipped pipeline: $NHS_NLP_MODEL, else ``models/nhs-nlp-ner`` of this checkout."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    return Path(__file__).resolve().parents[2] / "models" / MODEL_NAME
+
+
+def load(path: Optional[Union[str, Path]] = None, **kwargs: Any) -> Language:
+    """Load a pipeline (the shipped default when ``path`` is None). Offline only.
+
+    path (Optional[Union[str, Path]]): a pipeline folder.
+    kwargs: passed to ``spacy.load`` (e.g. ``exclude``).
+    RETURNS (Language): the pipeline; ``nlp(text).ents`` carries our labels.
+    """
+    import spacy
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    model_path = Path(path) if path is not None else default_model_path()
+    if not model_path.exists():
+        raise FileNotFoundError(
+            f"No nhs_nlp pipeline at {model_path}. Pass a folder to load(), set ${MODEL_ENV}, "
+            "or train one with `nhs-nlp train`."
+        )
+    return spacy.load(model_path, **kwargs)
+
+
+def _shared(path: Optional[Union[str, Path]]) -> Language:
+    key = str(Path(path).resolve()) if path is not None else str(default_model_path().resolve())
+    with _lock:
+        if key not in _cache:
+            _cache[key] = load(path)
+        return _cache[key]
+
+
+def doc_to_result(doc: Doc, doc_id: Optional[str] = None) -> Dict[str, Any]:
+    """A JSON-safe result for one document: entities grouped by label, with offsets."""
+    entities: Dict[str, List[Dict[str, Any]]] = {label: [] for label in LABELS}
+    for ent in doc.ents:
+        entities.setdefault(ent.label_, []).append({"text": ent.text, "start": ent.start_char, "end": ent.end_char})
+    result: Dict[str, Any] = {"entities": entities}
+    if doc_id is not None:
+        result["id"] = doc_id
+    return result
+
+
+def _check_text(text: Any, index: Optional[int] = None) -> str:
+    if not isinstance(text, str):
+        where = f" (item {index})" if index is not None else ""
+        raise TypeError(f"extract() takes a str or an iterable of str; got {type(text).__name__}{where}")
+    return text
+
+
+@overload
+def extract(texts: str, *, model: Optional[Union[str, Path, Language]] = ..., batch_size: int = ..., n_process: int = ...) -> Dict[str, Any]: ...
+
+
+@overload
+def extract(texts: Iterable[str], *, model: Optional[Union[str, Path, Language]] = ..., batch_size: int = ..., n_process: int = ...) -> Iterator[Dict[str, Any]]: ...
+
+
+def extract(texts, *, model=None, batch_size: int = 16, n_process: int = 1):
+    """Extract entities from one text or stream them from many.
+
+    texts (Union[str, Iterable[str]]): a string (returns one result) or an iterable of
+        strings (returns a lazy iterator of results, one per input, in order).
+    model: a loaded pipeline, a pipeline folder, or None for the shipped default; the
+        pipeline is loaded once per process and reused.
+    RETURNS: ``{"entities": {LABEL: [{"text", "start", "end"}]}}`` per input.
+    """
+    nlp = model if isinstance(model, Language) else _shared(model)
+    if isinstance(texts, str):
+        return doc_to_result(nlp(texts))
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise TypeError(f"extract() takes a str or an iterable of str; got {type(texts).__name__}")
+    checked = (_check_text(t, i) for i, t in enumerate(texts))
+    return (doc_to_result(doc) for doc in nlp.pipe(checked, batch_size=batch_size, n_process=n_process))

