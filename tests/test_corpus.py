@@ -216,3 +216,22 @@ def test_assign_splits_groups_by_incident(tmp_path):
     again = load_sources([tmp_path])
     assert again.problems == [] and all(a.split == splits[a.id] for a in again.articles)
     assert assign_splits(again.articles) == splits
+
+
+def test_agreement_between_passes(tmp_path):
+    from nhs_nlp.corpus import agreement
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    good(one, id="a-050-x")
+    # Second pass: misses one SERVICE mention and labels an extra ORG.
+    text = GOOD.format(id="a-050-x", incident="synnovis-2024", split="train")
+    text = text.replace("[blood tests](SERVICE) resumed", "blood tests resumed").replace("at London hospitals", "at [London](ORG) hospitals")
+    write(two, "a-050-x", text)
+    res = agreement(load_sources([one]).articles, load_sources([two], check_tokens=False).articles)
+    # Titles differ in text? No: markup only. First pass has 10 spans; 9 shared.
+    assert res["articles"] == 1
+    assert res["per_label"]["SERVICE"] == {"f1": 2 * 2 / (2 * 2 + 1 + 0), "both": 2, "only_first": 1, "only_second": 0}
+    assert res["per_label"]["ORG"]["only_second"] == 1
+    assert res["micro"]["both"] == 9 and round(res["micro"]["f1"], 4) == round(18 / 20, 4)

@@ -131,6 +131,58 @@ def stats_cli(
     console.print(table)
 
 
+@corpus_app.command("agreement")
+def agreement_cli(
+    first: Path = typer.Argument(..., help="Folder (or .jsonl) of the first annotation pass."),
+    second: Path = typer.Argument(..., help="Folder (or .jsonl) of the second, blind pass over the same articles."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Span agreement (strict F1 per label) between two annotation passes, matched by id."""
+    from .corpus import agreement, load_sources
+
+    a = load_sources(_sources([first]), check_tokens=False)
+    b = load_sources(_sources([second]), check_tokens=False)
+    ids = {x.id for x in b.articles}
+    result = agreement([x for x in a.articles if x.id in ids], b.articles)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    table = Table(title=f"Span agreement over {result['articles']} article(s)")
+    for col in ("label", "F1", "both", "only first", "only second"):
+        table.add_column(col, justify="right")
+    for lab, m in list(result["per_label"].items()) + [("micro", result["micro"])]:
+        table.add_row(lab, f"{m['f1']:.3f}", str(m["both"]), str(m["only_first"]), str(m["only_second"]))
+    console.print(table)
+    if result["skipped"]:
+        err_console.print(f"[yellow]not compared (missing or different text):[/yellow] {', '.join(result['skipped'])}")
+
+
+@app.command("extract")
+def extract_cli(
+    files: List[Path] = typer.Argument(..., help="Text files, one article each; '-' reads one article from stdin."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Pipeline folder [default: the shipped model]."),
+) -> None:
+    """Print one JSON line of entities per article file (the Python API's extract())."""
+    import sys
+
+    from .api import extract, load
+
+    for f in files:
+        if str(f) != "-" and not f.is_file():
+            err_console.print(f"[red]error:[/red] {f}: no such file")
+            raise typer.Exit(2)
+    nlp = load(model)
+
+    def read(f: Path) -> str:
+        if str(f) == "-":
+            return sys.stdin.read()
+        return f.read_bytes().decode("utf8", errors="replace")
+
+    texts = (read(f) for f in files)
+    for f, result in zip(files, extract(texts, model=nlp)):
+        typer.echo(json.dumps({"id": str(f), **result}, ensure_ascii=False))
+
+
 @app.command("train")
 def train_cli(
     output: Path = typer.Option(Path("training/output"), "--output", "-o", help="Where spaCy writes model-best/model-last."),

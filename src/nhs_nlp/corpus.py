@@ -824,3 +824,43 @@ def audit_article(art: Article) -> List[Problem]:
         if not any(covered[m.start() : m.end()]):
             warnings.append(Problem(art.path, line_of(m.start()), f"warning: possible unannotated QUANTITY {m.group(0)!r}"))
     return warnings
+
+
+# ---------------------------------------------------------------------------
+# Inter-annotator agreement
+
+
+def agreement(first: Sequence[Article], second: Sequence[Article]) -> Dict[str, Any]:
+    """Span agreement between two annotation passes over the same articles.
+
+    Articles are matched by id and must have identical text. Agreement is the strict
+    F1 of the second pass against the first (symmetric: swapping swaps P and R).
+    RETURNS (Dict[str, Any]): per-label and micro F1, the matched article count, and
+        ids that could not be compared.
+    """
+    by_id = {a.id: a for a in first}
+    tp: Counter = Counter()
+    only_first: Counter = Counter()
+    only_second: Counter = Counter()
+    compared, skipped = 0, []
+    for b in second:
+        a = by_id.get(b.id)
+        if a is None or a.text != b.text:
+            skipped.append(b.id)
+            continue
+        compared += 1
+        sa = {(s.start, s.end, s.label) for s in a.spans}
+        sb = {(s.start, s.end, s.label) for s in b.spans}
+        for s in sa & sb:
+            tp[s[2]] += 1
+        for s in sa - sb:
+            only_first[s[2]] += 1
+        for s in sb - sa:
+            only_second[s[2]] += 1
+
+    def f1(t: int, x: int, y: int) -> Dict[str, Any]:
+        return {"f1": 2 * t / (2 * t + x + y) if t + x + y else 1.0, "both": t, "only_first": x, "only_second": y}
+
+    per_label = {lab: f1(tp[lab], only_first[lab], only_second[lab]) for lab in LABELS}
+    micro = f1(sum(tp.values()), sum(only_first.values()), sum(only_second.values()))
+    return {"articles": compared, "skipped": skipped, "per_label": per_label, "micro": micro}
