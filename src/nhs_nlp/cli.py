@@ -63,6 +63,7 @@ def validate_cli(
 def assign_splits_cli(
     paths: Optional[List[Path]] = typer.Argument(None, help="Article files or directories [default: corpus/articles]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the splits without writing them."),
+    reset: bool = typer.Option(False, "--reset", help="Reassign every article, ignoring existing splits."),
 ) -> None:
     """Give every article without a split one, by incident (articles of one incident share a split)."""
     from collections import Counter
@@ -70,7 +71,7 @@ def assign_splits_cli(
     from .corpus import assign_splits, load_sources, write_split_headers
 
     loaded = load_sources(_sources(paths), check_tokens=False)
-    splits = assign_splits(loaded.articles)
+    splits = assign_splits(loaded.articles, keep_existing=not reset)
     if dry_run:
         for aid, split in sorted(splits.items()):
             typer.echo(f"{aid}\t{split}")

@@ -37,7 +37,6 @@ from .labels import (
 )
 
 SPLITS: Tuple[str, ...] = ("train", "dev", "test")
-SPLIT_FRACTIONS: Tuple[float, float] = (0.70, 0.85)  # cumulative: train, train+dev
 SPLIT_SALT = "nhs-nlp-corpus-v1"
 
 MARKUP_RE = re.compile(r"\[([^\[\]\n]+)\]\(([A-Z][A-Z_]*)\)")
@@ -356,8 +355,6 @@ def check_spans(art: Article, nlp=None) -> List[Problem]:
         low = s.lower()
         if span.label != "QUANTITY" and low.startswith(DETERMINERS):
             bad(f"span {s!r} starts with a determiner; drop it")
-        if low.endswith(("'s", "’s")) and span.label in ("ORG", "ATTACK_GROUP", "MALWARE"):
-            bad(f"span {s!r} ends with a possessive 's; drop it")
         if doc is not None and doc.char_span(span.start, span.end) is None:
             bad(f"span {s!r} does not align with spaCy token boundaries")
     for a, b in zip(ordered, ordered[1:]):
@@ -635,30 +632,42 @@ def incident_components(articles: Sequence[Article]) -> Dict[str, str]:
     return {art.id: find("article:" + art.id) for art in articles}
 
 
-def split_for_key(key: str) -> str:
-    """Deterministic split of a component key (hash bucket, about 70/15/15)."""
-    h = int(hashlib.sha256(f"{SPLIT_SALT}:{key}".encode("utf8")).hexdigest()[:12], 16) / 16**12
-    if h < SPLIT_FRACTIONS[0]:
-        return "train"
-    if h < SPLIT_FRACTIONS[1]:
-        return "dev"
-    return "test"
+SPLIT_TARGETS: Dict[str, float] = {"train": 0.70, "dev": 0.15, "test": 0.15}
+
+
+def _component_order(key: str) -> str:
+    return hashlib.sha256(f"{SPLIT_SALT}:{key}".encode("utf8")).hexdigest()
 
 
 def assign_splits(articles: Sequence[Article], keep_existing: bool = True) -> Dict[str, str]:
-    """Split articles by incident component.
+    """Split articles by incident component, about 70/15/15 by words.
+
+    Components (articles linked through shared incidents) are visited in a fixed
+    pseudo-random order (a hash of their key) and each goes to the split furthest
+    below its target share of words, so the result is deterministic and balanced.
 
     keep_existing (bool): a component where any article already has a split keeps it,
         so adding articles never moves old ones between splits.
     RETURNS (Dict[str, str]): article id -> split.
     """
     comp = incident_components(articles)
+    words: Counter = Counter()
+    for art in articles:
+        words[comp[art.id]] += len(art.text.split())
     fixed: Dict[str, str] = {}
     if keep_existing:
         for art in articles:
             if art.split in SPLITS:
                 fixed.setdefault(comp[art.id], art.split)
-    return {art.id: fixed.get(comp[art.id], split_for_key(comp[art.id])) for art in articles}
+    assigned: Counter = Counter()
+    for key, split in fixed.items():
+        assigned[split] += words[key]
+    for key in sorted((k for k in words if k not in fixed), key=_component_order):
+        total = sum(assigned.values()) + words[key]
+        split = max(SPLITS, key=lambda sp: (SPLIT_TARGETS[sp] * total - assigned[sp], -SPLITS.index(sp)))
+        fixed[key] = split
+        assigned[split] += words[key]
+    return {art.id: fixed[comp[art.id]] for art in articles}
 
 
 def write_split_headers(articles: Sequence[Article], splits: Dict[str, str]) -> int:
@@ -820,6 +829,11 @@ def audit_article(art: Article) -> List[Problem]:
         for m in re.finditer(r"(?<![\w$])" + re.escape(name) + r"(?![\w$])", text):
             if not any(covered[m.start() : m.end()]):
                 warnings.append(Problem(art.path, line_of(m.start()), f"warning: {name!r} is annotated {label} elsewhere in this article but not here"))
+    for s in art.spans:
+        name = text[s.start : s.end]
+        # A warning, not an error: "Sainsbury's" and "McDonald's" are names.
+        if s.label in ("ORG", "ATTACK_GROUP", "MALWARE") and name.endswith(("'s", "’s")):
+            warnings.append(Problem(art.path, s.line or art.line, f"warning: {name!r} ends with 's: drop it if it is a possessive, keep it if it is part of the name"))
     for m in _QUANTITY_HINT_RE.finditer(text):
         if not any(covered[m.start() : m.end()]):
             warnings.append(Problem(art.path, line_of(m.start()), f"warning: possible unannotated QUANTITY {m.group(0)!r}"))
