@@ -235,3 +235,20 @@ def test_agreement_between_passes(tmp_path):
     assert res["per_label"]["SERVICE"] == {"f1": 2 * 2 / (2 * 2 + 1 + 0), "both": 2, "only_first": 1, "only_second": 0}
     assert res["per_label"]["ORG"]["only_second"] == 1
     assert res["micro"]["both"] == 9 and round(res["micro"]["f1"], 4) == round(18 / 20, 4)
+
+
+def test_agreement_compares_only_text_both_passes_saw(tmp_path):
+    from nhs_nlp.corpus import agreement
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    good(one, id="a-051-x")
+    # The first pass was edited after the blind copy: the second pass lacks a sentence.
+    text = GOOD.format(id="a-051-x", incident="synnovis-2024", split="train")
+    text = text.replace(", also tracked as [Agenda](ATTACK_GROUP),", "")
+    write(two, "a-051-x", text.replace('"Agenda -> Qilin"', '"Qilin"'))
+    res = agreement(load_sources([one]).articles, load_sources([two]).articles)
+    assert res["edited_since_copy"] == ["a-051-x"]
+    # "Agenda" sat in the edited stretch: left out of both sides, everything else agrees.
+    assert res["micro"] == {"f1": 1.0, "both": 9, "only_first": 0, "only_second": 0}

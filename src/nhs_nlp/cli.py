@@ -148,14 +148,16 @@ def agreement_cli(
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
         return
-    table = Table(title=f"Span agreement over {result['articles']} article(s)")
+    table = Table(title=f"Span agreement over {result['articles']} article(s), {result['characters']:,} characters")
     for col in ("label", "F1", "both", "only first", "only second"):
         table.add_column(col, justify="right")
     for lab, m in list(result["per_label"].items()) + [("micro", result["micro"])]:
         table.add_row(lab, f"{m['f1']:.3f}", str(m["both"]), str(m["only_first"]), str(m["only_second"]))
     console.print(table)
+    if result["edited_since_copy"]:
+        err_console.print(f"compared on the text both passes saw (edited since the blind copy): {', '.join(result['edited_since_copy'])}")
     if result["skipped"]:
-        err_console.print(f"[yellow]not compared (missing or different text):[/yellow] {', '.join(result['skipped'])}")
+        err_console.print(f"[yellow]not compared (no such id in the first pass):[/yellow] {', '.join(result['skipped'])}")
 
 
 @corpus_app.command("blind-copy")
@@ -208,6 +210,7 @@ def train_cli(
     corpus: List[Path] = typer.Option([Path("corpus/articles")], "--corpus", help="Corpus article files or folders."),
     annoctr: Optional[Path] = typer.Option(None, "--annoctr", help="AnnoCTR folder [default: $NHS_NLP_ANNOCTR or ../shared/data/corpora/annoctr]."),
     no_annoctr: bool = typer.Option(False, "--no-annoctr", help="Train on our corpus alone."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Reuse prepared DocBins (a previous run's OUTPUT/data) instead of rebuilding."),
     seed: int = typer.Option(0, "--seed", help="Random seed (data shuffling and model initialisation)."),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, -1 for CPU."),
     override: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable), e.g. training.max_steps=200."),
@@ -223,7 +226,7 @@ def train_cli(
     except ValueError as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2)
-    best = train(output, config, seed=seed, overrides=overrides, use_gpu=gpu_id, corpus_sources=corpus, annoctr=annoctr, use_annoctr=not no_annoctr)
+    best = train(output, config, data_dir=data, seed=seed, overrides=overrides, use_gpu=gpu_id, corpus_sources=corpus, annoctr=annoctr, use_annoctr=not no_annoctr)
     err_console.print(f"best pipeline: {best}")
 
 

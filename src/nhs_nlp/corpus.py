@@ -844,27 +844,60 @@ def audit_article(art: Article) -> List[Problem]:
 # Inter-annotator agreement
 
 
+def _common_spans(a: Article, b: Article) -> Tuple[Set[Tuple[int, int, str]], Set[Tuple[int, int, str]], int]:
+    """Spans of both passes over the text they share, in ``a``'s offsets.
+
+    When the first pass's text was edited after the blind copy was made, only the
+    stretches of text that both annotators saw are compared (difflib alignment);
+    spans touching an edited stretch are left out of both sides.
+    RETURNS: spans of a, spans of b (mapped), characters compared.
+    """
+    import difflib
+
+    if a.text == b.text:
+        return {(s.start, s.end, s.label) for s in a.spans}, {(s.start, s.end, s.label) for s in b.spans}, len(a.text)
+    blocks = difflib.SequenceMatcher(None, a.text, b.text, autojunk=False).get_matching_blocks()
+
+    def in_block(start: int, end: int, use_b: bool) -> Optional[int]:
+        for ai, bi, size in blocks:
+            lo = bi if use_b else ai
+            if lo <= start and end <= lo + size:
+                return ai - bi if use_b else 0
+        return None
+
+    sa = {(s.start, s.end, s.label) for s in a.spans if in_block(s.start, s.end, False) is not None}
+    sb = set()
+    for s in b.spans:
+        shift = in_block(s.start, s.end, True)
+        if shift is not None:
+            sb.add((s.start + shift, s.end + shift, s.label))
+    return sa, sb, sum(size for _, _, size in blocks)
+
+
 def agreement(first: Sequence[Article], second: Sequence[Article]) -> Dict[str, Any]:
     """Span agreement between two annotation passes over the same articles.
 
-    Articles are matched by id and must have identical text. Agreement is the strict
-    F1 of the second pass against the first (symmetric: swapping swaps P and R).
-    RETURNS (Dict[str, Any]): per-label and micro F1, the matched article count, and
-        ids that could not be compared.
+    Articles are matched by id; where the texts differ, only the stretches both
+    passes saw are compared. Agreement is the strict F1 of the second pass against
+    the first (symmetric: swapping swaps P and R).
+    RETURNS (Dict[str, Any]): per-label and micro F1, articles and characters
+        compared, and ids that could not be compared.
     """
     by_id = {a.id: a for a in first}
     tp: Counter = Counter()
     only_first: Counter = Counter()
     only_second: Counter = Counter()
-    compared, skipped = 0, []
+    compared, chars, skipped, edited = 0, 0, [], []
     for b in second:
         a = by_id.get(b.id)
-        if a is None or a.text != b.text:
+        if a is None:
             skipped.append(b.id)
             continue
+        sa, sb, n = _common_spans(a, b)
+        if a.text != b.text:
+            edited.append(b.id)
         compared += 1
-        sa = {(s.start, s.end, s.label) for s in a.spans}
-        sb = {(s.start, s.end, s.label) for s in b.spans}
+        chars += n
         for s in sa & sb:
             tp[s[2]] += 1
         for s in sa - sb:
@@ -877,7 +910,7 @@ def agreement(first: Sequence[Article], second: Sequence[Article]) -> Dict[str, 
 
     per_label = {lab: f1(tp[lab], only_first[lab], only_second[lab]) for lab in LABELS}
     micro = f1(sum(tp.values()), sum(only_first.values()), sum(only_second.values()))
-    return {"articles": compared, "skipped": skipped, "per_label": per_label, "micro": micro}
+    return {"articles": compared, "characters": chars, "edited_since_copy": edited, "skipped": skipped, "per_label": per_label, "micro": micro}
 
 
 def blind_sample(articles: Sequence[Article], fraction: float, salt: str = "agreement-v1") -> List[Article]:
