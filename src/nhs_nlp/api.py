@@ -25,10 +25,37 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / MODEL_NAME
 
 
-def load(path: Optional[Union[str, Path]] = None, **kwargs: Any) -> Language:
+def quantize_transformer(nlp: Language) -> int:
+    """Swap the transformer's torch Linear layers for dynamic int8 ones (CPU inference).
+
+    About 2.5x faster on CPU; the benchmark reports the accuracy it gives next to
+    float32. For inference only: do not train or save the quantized pipeline.
+    RETURNS (int): the number of torch modules quantized.
+    """
+    import torch
+
+    done = 0
+    for _, pipe in nlp.pipeline:
+        model = getattr(pipe, "model", None)
+        if model is None or not hasattr(model, "walk"):
+            continue
+        for node in model.walk():
+            for shim in node.shims:
+                module = getattr(shim, "_model", None)
+                if isinstance(module, torch.nn.Module) and not getattr(module, "_nhs_nlp_quantized", False):
+                    quantized = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+                    quantized._nhs_nlp_quantized = True
+                    shim._model = quantized
+                    done += 1
+    return done
+
+
+def load(path: Optional[Union[str, Path]] = None, *, quantize: bool = True, **kwargs: Any) -> Language:
     """Load a pipeline (the shipped default when ``path`` is None). Offline only.
 
     path (Optional[Union[str, Path]]): a pipeline folder.
+    quantize (bool): run the transformer with dynamic int8 Linear layers on CPU
+        (faster; see ``quantize_transformer``). Ignored when a GPU is in use.
     kwargs: passed to ``spacy.load`` (e.g. ``exclude``).
     RETURNS (Language): the pipeline; ``nlp(text).ents`` carries our labels.
     """
@@ -42,7 +69,17 @@ def load(path: Optional[Union[str, Path]] = None, **kwargs: Any) -> Language:
             f"No nhs_nlp pipeline at {model_path}. Pass a folder to load(), set ${MODEL_ENV}, "
             "or train one with `nhs-nlp train`."
         )
-    return spacy.load(model_path, **kwargs)
+    import warnings
+
+    nlp = spacy.load(model_path, **kwargs)
+    if quantize:
+        from thinc.api import get_current_ops
+
+        if type(get_current_ops()).__name__ in ("NumpyOps", "AppleOps", "BigEndianOps"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notice that eager quantization moves to torchao
+                quantize_transformer(nlp)
+    return nlp
 
 
 def _shared(path: Optional[Union[str, Path]]) -> Language:
