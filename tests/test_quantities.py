@@ -90,3 +90,23 @@ def test_unparseable_text_gives_none():
 
 def test_table_has_enough_cases():
     assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize(
+    "text,value,high,kind",
+    [
+        ("6.5TB of data", 6.5e12, None, "data"),
+        ("$25-million", 25e6, None, "money"),
+        ("S$250,000", 250000, None, "money"),
+        ("three to four weeks", 21, 28, "duration"),
+        ("five-day period", 5, None, "duration"),
+        ("a single day", 1, None, "duration"),
+        ("more than half the population", 50, None, "percentage"),
+        ("up to approximately 350,000 items", 350000, None, "count"),
+        ("all 6.5 million members", 6.5e6, None, "count"),
+    ],
+)
+def test_forms_seen_in_the_corpus(text, value, high, kind):
+    q = parse_quantity(text)
+    assert q.value == pytest.approx(value) and q.kind == kind, q
+    assert (high is None and q.value_high is None) or q.value_high == pytest.approx(high), q

@@ -32,7 +32,7 @@ UNITS_WORDS: Dict[str, int] = {
     "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
     "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
     "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-    "a": 1, "an": 1, "single": 1, "half": 0.5, "a half": 0.5,
+    "a": 1, "an": 1, "half": 0.5,
 }
 SCALES: Dict[str, float] = {
     "hundred": 1e2, "thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "mln": 1e6,
@@ -47,6 +47,7 @@ VAGUE: Dict[str, Tuple[float, Qualifier]] = {
 }
 CURRENCIES: Dict[str, str] = {
     "£": "GBP", "$": "USD", "€": "EUR", "¥": "JPY", "us$": "USD", "a$": "AUD", "au$": "AUD", "c$": "CAD",
+    "s$": "SGD", "hk$": "HKD",
     "nz$": "NZD", "pounds": "GBP", "pound": "GBP", "dollars": "USD", "dollar": "USD", "euros": "EUR",
     "euro": "EUR", "yen": "JPY", "usd": "USD", "gbp": "GBP", "eur": "EUR", "bitcoin": "BTC", "btc": "BTC",
     "ether": "ETH", "eth": "ETH", "rupees": "INR", "crore": "INR",
@@ -112,13 +113,22 @@ def parse_quantity(text: str) -> Optional[Quantity]:
     original = text
     s = " ".join(text.replace("\u2009", " ").replace("\xa0", " ").split())
     low = s.lower()
+    low = re.sub(r"^(?:all|the|some of the)\s+(?=[\d£$€a-z])", "", low) if re.match(r"^(?:all|the)\s+\S*\d", low) else low
+    low = low.replace("a single ", "one ")
+    # "five-day period", "72-hour outage": a hyphenated duration adjective.
+    low = re.sub(r"\b([a-z\d.]+)-(second|minute|hour|day|week|month|year)s?\b", r"\1 \2s", low)
+    low = re.sub(rf"({NUMBER})-(million|billion|thousand)\b", r"\1 \2", low)
     qualifier: Qualifier = "exact"
-    for pattern, qual in QUALIFIERS:
-        m = re.match(rf"^(?:{pattern})\s+", low)
-        if m:
-            qualifier = qual
-            low = low[m.end():]
-            break
+    stripped = True
+    while stripped:
+        stripped = False
+        for pattern, qual in QUALIFIERS:
+            m = re.match(rf"^(?:{pattern})\s+", low)
+            if m:
+                qualifier = qual if qualifier == "exact" else qualifier
+                low = low[m.end():]
+                stripped = True
+                break
 
     low = low.replace("and a half", "and half")
     # Money ranges: "£6m to £7m", "$1m-$2m"
@@ -131,7 +141,7 @@ def parse_quantity(text: str) -> Optional[Quantity]:
                         unit=cur, qualifier="range", kind="money", currency=cur)
     # Ranges: "between 10 and 20", "10-20", "10 to 20"
     rng = re.match(rf"^(?:between\s+)?({NUMBER}|[a-z]+)\s*(?:-|–|to|and)\s*({NUMBER}|[a-z]+)\b\s*(.*)$", low)
-    if rng and (low.startswith("between") or re.match(rf"^{NUMBER}\s*(?:-|–|to)\s*{NUMBER}", low)):
+    if rng and (low.startswith("between") or re.match(rf"^(?:{NUMBER}\s*(?:-|–|to)\s*{NUMBER}|[a-z]+\s+to\s+[a-z]+)\s", low + " ")):
         a = _parse_number(rng.group(1)) if rng.group(1)[0].isdigit() else _word_number([rng.group(1)])
         b = _parse_number(rng.group(2)) if rng.group(2)[0].isdigit() else _word_number([rng.group(2)])
         if a is not None and b is not None:
@@ -143,7 +153,7 @@ def parse_quantity(text: str) -> Optional[Quantity]:
                             kind=kind, currency=rest_q.currency if rest_q else None)
 
     # Money: currency symbol or code before, or currency word after.
-    m = re.match(rf"^(us\$|a\$|au\$|c\$|nz\$|[£$€¥]|usd|gbp|eur)\s?({NUMBER})\s?(k|m|mn|bn|b|tn|thousand|million|billion|trillion)?\b", low)
+    m = re.match(rf"^(us\$|a\$|au\$|c\$|nz\$|s\$|hk\$|[£$€¥]|usd|gbp|eur)\s?({NUMBER})(?![\d.])\s?(k|m|mn|bn|b|tn|thousand|million|billion|trillion)?\b", low)
     if m:
         value = _parse_number(m.group(2)) * SCALES.get(m.group(3) or "", 1)
         return Quantity(text=original, value=value, unit=CURRENCIES[m.group(1)], qualifier=qualifier, kind="money", currency=CURRENCIES[m.group(1)])
@@ -154,10 +164,17 @@ def parse_quantity(text: str) -> Optional[Quantity]:
         num = _parse_number(m.group(1)) if m.group(1)[0].isdigit() else _word_number(re.split(r"[ -]", m.group(1)))
         if num is not None:
             return Quantity(text=original, value=num, unit=m.group(3) or "%", qualifier=qualifier, kind="percentage")
-    m = re.match(r"^(a|one)\s+(half|third|quarter|fifth|tenth)\s+of\s+(.*)$", low)
+    m = re.match(r"^(?:(?:a|one)\s+)?(half|third|quarter|fifth|tenth)\b(?:\s+(?:of\s+)?(.*))?$", low)
+    if m and not (m.group(2) or "").split(" ")[0] in DURATION_DAYS:
+        frac = {"half": 50, "third": 100 / 3, "quarter": 25, "fifth": 20, "tenth": 10}[m.group(1)]
+        rest = re.sub(r"^(?:the|its)\s+", "", m.group(2) or "") or None
+        return Quantity(text=original, value=frac, unit=rest, qualifier=qualifier, kind="percentage")
+
+    # Data sizes: "6.5TB of data", "400 gigabytes"
+    m = re.match(rf"^({NUMBER})\s?(kb|mb|gb|tb|pb|bytes?|kilobytes|megabytes|gigabytes?|terabytes?|petabytes)\b", low)
     if m:
-        frac = {"half": 50, "third": 100 / 3, "quarter": 25, "fifth": 20, "tenth": 10}[m.group(2)]
-        return Quantity(text=original, value=frac, unit=m.group(3), qualifier=qualifier, kind="percentage")
+        return Quantity(text=original, value=_parse_number(m.group(1)) * DATA_UNITS[m.group(2) if m.group(2) in DATA_UNITS else m.group(2) + "s"],
+                        unit="bytes", qualifier=qualifier, kind="data")
 
     # Vague counts: "dozens of GP practices", "thousands of patients"
     for phrase in sorted(VAGUE, key=len, reverse=True):
@@ -168,7 +185,7 @@ def parse_quantity(text: str) -> Optional[Quantity]:
             return Quantity(text=original, value=value, unit=rest or None, qualifier=qual if qualifier == "exact" else qualifier, kind="count")
 
     # Number (digits with optional scale, or words) then the rest.
-    m = re.match(rf"^({NUMBER})\s?(k|m|mn|bn|b|tn|thousand|million|billion|trillion)?\b\s*(.*)$", low)
+    m = re.match(rf"^({NUMBER})(?![\d.])\s?(k|m|mn|bn|b|tn|thousand|million|billion|trillion)?\b\s*(.*)$", low)
     if m and not re.match(r"^(kb|mb|gb|tb|pb)\b", low[len(m.group(1)):].strip()):
         value = _parse_number(m.group(1)) * SCALES.get(m.group(2) or "", 1)
         rest = m.group(3)
