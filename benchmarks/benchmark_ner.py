@@ -93,17 +93,22 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-words", type=int, default=20000, help="words to time each system on")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--json-out", default=None)
+    ap.add_argument("--limit", type=int, default=0, help="score only the first N documents of each set (smoke runs)")
+    ap.add_argument("--no-fp32", action="store_true", help="skip scoring the float32 (unquantized) pipeline")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
-    nlp = load(args.model)
+    nlp = load(args.model)  # int8 dynamic quantization on CPU, as users get it
+    nlp32 = None if args.no_fp32 else load(args.model, quantize=False)
     sm = spacy.load(SM)
     tok = blank_english()
     with tempfile.TemporaryDirectory() as tmp:
         build([Path(args.corpus)], Path(tmp))
         golds = [doc for _, doc in jsonl_docs(tok, Path(tmp) / f"{args.split}.jsonl")]
+    if args.limit:
+        golds = golds[: args.limit]
     texts = [g.text for g in golds]
     report: Dict[str, Dict] = {"split": args.split, "docs": len(golds)}
 
@@ -113,6 +118,7 @@ def main(argv=None) -> int:
     gaz_docs = [gaz(tok.make_doc(t)) for t in texts]
     corpus_res = {
         "nhs_nlp": score_spans(zip(golds, ours), LABELS),
+        **({"nhs_nlp float32": score_spans(zip(golds, list(nlp32.pipe(texts, batch_size=8))), LABELS)} if nlp32 else {}),
         "en_core_web_sm (ORG)": score_spans(zip(golds, sm_docs), [ORG]),
         "gazetteer (ATTACK_GROUP)": score_spans(zip(golds, gaz_docs), [ATTACK_GROUP]),
     }
@@ -120,6 +126,8 @@ def main(argv=None) -> int:
     report["corpus"] = corpus_res
 
     a_gold = annoctr_docs(tok, "dev", Path(args.annoctr) if args.annoctr else None)
+    if args.limit:
+        a_gold = a_gold[: args.limit]
     a_labels = [ORG, ATTACK_GROUP, MALWARE]
     a_ours = run_on_tokens(nlp, a_gold)
     a_sm = run_on_tokens(sm, a_gold)
@@ -134,6 +142,7 @@ def main(argv=None) -> int:
 
     speed = {
         "nhs_nlp": words_per_second(nlp, texts, args.speed_words),
+        **({"nhs_nlp float32": words_per_second(nlp32, texts, args.speed_words)} if nlp32 else {}),
         "en_core_web_sm": words_per_second(sm, texts, args.speed_words),
     }
     print(f"\nSpeed on the {args.split} articles ({args.threads} torch threads, 1 process)")

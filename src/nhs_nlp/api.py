@@ -14,6 +14,9 @@ from .labels import LABELS
 MODEL_ENV = "NHS_NLP_MODEL"
 MODEL_NAME = "nhs-nlp-ner"
 
+# Rust tokenizers' thread pool deadlocks in forked workers (n_process > 1).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 _lock = threading.Lock()
 _cache: Dict[str, Language] = {}
 
@@ -131,4 +134,21 @@ def extract(texts, *, model=None, batch_size: int = 16, n_process: int = 1):
     if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
         raise TypeError(f"extract() takes a str or an iterable of str; got {type(texts).__name__}")
     checked = (_check_text(t, i) for i, t in enumerate(texts))
-    return (doc_to_result(doc) for doc in nlp.pipe(checked, batch_size=batch_size, n_process=n_process))
+    if n_process == 1:
+        return (doc_to_result(doc) for doc in nlp.pipe(checked, batch_size=batch_size))
+    return _extract_multiprocess(nlp, checked, batch_size, n_process)
+
+
+def _extract_multiprocess(nlp: Language, texts: Iterator[str], batch_size: int, n_process: int) -> Iterator[Dict[str, Any]]:
+    """nlp.pipe over forked workers. Torch's OpenMP pool deadlocks in a forked child
+    when the parent runs several threads, so the parent drops to one thread (each
+    worker then uses one core) and gets its setting back afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for doc in nlp.pipe(texts, batch_size=batch_size, n_process=n_process):
+            yield doc_to_result(doc)
+    finally:
+        torch.set_num_threads(threads)
