@@ -19,8 +19,8 @@ TEXT = (
 
 
 @pytest.fixture(scope="module")
-def nlp():
-    return nhs_nlp.load()
+def nlp(shipped_nlp):
+    return shipped_nlp
 
 
 def ents(doc):
