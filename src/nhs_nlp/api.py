@@ -9,7 +9,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Union, overloa
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .labels import LABELS
+from .extensions import install_extensions
+from .labels import ATTACK_GROUP, LABELS, MALWARE, QUANTITY
 
 MODEL_ENV = "NHS_NLP_MODEL"
 MODEL_NAME = "nhs-nlp-ner"
@@ -94,13 +95,35 @@ def _shared(path: Optional[Union[str, Path]]) -> Language:
 
 
 def doc_to_result(doc: Doc, doc_id: Optional[str] = None) -> Dict[str, Any]:
-    """A JSON-safe result for one document: entities grouped by label, with offsets."""
+    """A JSON-safe result for one document.
+
+    ``entities``: by label, each ``{"text", "start", "end"}`` plus ``link`` (attack
+    groups and malware: the alias-table entry, or None) and ``quantity`` (parsed
+    value) where the pipeline sets them. ``records``: the document's incident
+    records (``IncidentRecord`` dicts) when the pipeline builds them; their
+    ``incident_id`` is prefixed with ``doc_id`` ("<doc_id>#1").
+    """
+    install_extensions()
     entities: Dict[str, List[Dict[str, Any]]] = {label: [] for label in LABELS}
     for ent in doc.ents:
-        entities.setdefault(ent.label_, []).append({"text": ent.text, "start": ent.start_char, "end": ent.end_char})
-    result: Dict[str, Any] = {"entities": entities}
+        item: Dict[str, Any] = {"text": ent.text, "start": ent.start_char, "end": ent.end_char}
+        if ent.label_ in (ATTACK_GROUP, MALWARE) and ent._.link is not None:
+            item["link"] = ent._.link
+        elif ent.label_ == QUANTITY and ent._.quantity is not None:
+            item["quantity"] = ent._.quantity
+        entities.setdefault(ent.label_, []).append(item)
+    result: Dict[str, Any] = {}
     if doc_id is not None:
         result["id"] = doc_id
+    result["entities"] = entities
+    if doc._.incidents is not None:
+        records = []
+        for rec in doc._.incidents:
+            rec = dict(rec)
+            if doc_id is not None:
+                rec["incident_id"] = f"{doc_id}#{rec['incident_id']}"
+            records.append(rec)
+        result["records"] = records
     return result
 
 
@@ -126,7 +149,8 @@ def extract(texts, *, model=None, batch_size: int = 16, n_process: int = 1):
         strings (returns a lazy iterator of results, one per input, in order).
     model: a loaded pipeline, a pipeline folder, or None for the shipped default; the
         pipeline is loaded once per process and reused.
-    RETURNS: ``{"entities": {LABEL: [{"text", "start", "end"}]}}`` per input.
+    RETURNS: ``{"entities": {LABEL: [{"text", "start", "end", ...}]}, "records": [...]}``
+        per input (see ``doc_to_result``).
     """
     nlp = model if isinstance(model, Language) else _shared(model)
     if isinstance(texts, str):

@@ -1,19 +1,21 @@
-"""Reading annotated text into spaCy Docs: our JSONL, CoNLL/BIO files, AnnoCTR.
+"""AnnoCTR as partially annotated training data, and chunking Docs for training.
 
-The readers here are shared by training and evaluation.
+The generic readers (our JSONL, CoNLL/BIO, DocBin, ``datasets`` files) live in
+``readers.py``, shared by training and evaluation; they are re-exported here.
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from .labels import ATTACK_GROUP, MALWARE, ORG, QUANTITY, SERVICE
+from .readers import BioSentence, bio_spans, jsonl_docs, read_bio
+
+__all__ = ["BioSentence", "read_bio", "bio_spans", "jsonl_docs", "partial_doc", "annoctr_docs", "annoctr_dir", "chunk_doc"]
 
 #: AnnoCTR label -> ours. Labels not listed are dropped (tokens become "O").
 ANNOCTR_LABEL_MAP: Dict[str, str] = {"ORG": ORG, "GROUP": ATTACK_GROUP, "MALWARE": MALWARE}
@@ -49,68 +51,6 @@ def annoctr_dir(path: Optional[Path] = None) -> Path:
     if os.environ.get(ANNOCTR_ENV):
         return Path(os.environ[ANNOCTR_ENV])
     return DEFAULT_SHARED / "corpora" / "annoctr"
-
-
-@dataclass
-class BioSentence:
-    words: List[str]
-    tags: List[str]
-    line: int
-
-
-def read_bio(path: Path, column: int = -1) -> Iterator[List[BioSentence]]:
-    """Read a CoNLL/BIO file: one token per line, tab- or space-separated columns.
-
-    Documents are separated by ``-DOCSTART-``/``<DOCSTART>`` lines (a file without
-    them is one document), sentences by blank lines.
-
-    column (int): the column holding the BIO tag (AnnoCTR: the last).
-    YIELDS (List[BioSentence]): the sentences of one document.
-    """
-    doc: List[BioSentence] = []
-    words: List[str] = []
-    tags: List[str] = []
-    start = 1
-    with Path(path).open(encoding="utf8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\n")
-            cols = line.split("\t") if "\t" in line else line.split()
-            if cols and cols[0] in ("<DOCSTART>", "-DOCSTART-"):
-                if words:
-                    doc.append(BioSentence(words, tags, start))
-                    words, tags = [], []
-                if doc:
-                    yield doc
-                doc = []
-                continue
-            if not line.strip() or not cols or not cols[0].strip():
-                if words:
-                    doc.append(BioSentence(words, tags, start))
-                words, tags = [], []
-                start = lineno + 1
-                continue
-            if not words:
-                start = lineno
-            words.append(cols[0])
-            tag = cols[column].strip() if len(cols) > 1 else "O"
-            tags.append(tag or "O")
-    if words:
-        doc.append(BioSentence(words, tags, start))
-    if doc:
-        yield doc
-
-
-def bio_spans(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
-    """Token spans ``(start, end, label)`` from BIO/IOB2 tags (a stray I- opens a span)."""
-    spans: List[Tuple[int, int, str]] = []
-    start, label = None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, lab = tag.partition("-")
-        if tag == "O" or prefix == "B" or (prefix == "I" and lab != label):
-            if label is not None:
-                spans.append((start, i, label))
-            start, label = (i, lab) if prefix in ("B", "I") else (None, None)
-    return spans
 
 
 def _quantity_candidates(doc: Doc) -> Set[int]:
@@ -182,24 +122,6 @@ def annoctr_docs(nlp: Language, split: str, path: Optional[Path] = None) -> List
         partial_doc(nlp, sents, ANNOCTR_LABEL_MAP, ANNOCTR_MISSING_LABELS, ANNOCTR_UNANNOTATED)
         for sents in read_bio(file)
     ]
-
-
-def jsonl_docs(nlp: Language, path: Path) -> Iterator[Tuple[dict, Doc]]:
-    """Our corpus JSON Lines as (row, Doc with gold ents) pairs."""
-    with Path(path).open(encoding="utf8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            doc = nlp.make_doc(row["text"])
-            ents = []
-            for s in row.get("spans", []):
-                span = doc.char_span(s["start"], s["end"], label=s["label"], alignment_mode="expand")
-                if span is None:
-                    raise ValueError(f"{path}:{lineno}: span {s} does not fit the text")
-                ents.append(span)
-            doc.ents = ents
-            yield row, doc
 
 
 def chunk_doc(doc: Doc, max_tokens: int = 256) -> List[Doc]:

@@ -4,7 +4,7 @@ One ``IncidentRecord`` per incident an article describes. Every item carries the
 character offsets (``mentions``) of the text behind it, and ``evidence`` gathers
 them per field, so a reader can always go back to the sentence that says so.
 Bump ``SCHEMA_VERSION`` on any change to these models and regenerate the
-committed JSON Schema (``nhs-nlp schema -o src/nhs_nlp/data/incident-record.schema.json``).
+committed JSON Schema (``nhs-nlp schema -o src/nhs_nlp/data/incident-record.schema.json --force``).
 """
 from __future__ import annotations
 
@@ -109,3 +109,193 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://github.com/nhs-nlp/nhs-nlp/schema/incident-record-{SCHEMA_VERSION}.json"
     return schema
+
+
+# ---------------------------------------------------------------------------
+# Record-level evaluation
+# ---------------------------------------------------------------------------
+
+#: Fields scored by ``score_records``; their values are compared as described there.
+SCORED_FIELDS: Tuple[str, ...] = (
+    "attack_groups",
+    "malware",
+    "victims",
+    "affected_organisations",
+    "other_organisations",
+    "affected_services",
+    "quantities",
+    "attack_type",
+    "attribution",
+)
+
+
+def _norm_name(text: str) -> str:
+    import re
+
+    t = " ".join(str(text).replace("’", "'").split()).lower()
+    t = re.sub(r"^the\s+", "", t)
+    return re.sub(r"'s?$", "", t).strip(" .,'")
+
+
+def _overlaps(a: List[Offsets], b: List[Offsets]) -> bool:
+    return any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b)
+
+
+def _item_mentions(item: dict) -> List[Offsets]:
+    return [tuple(m) for m in item.get("mentions", [])]  # type: ignore[misc]
+
+
+def _same_item(field: str, gold: dict, pred: dict, canonicalise) -> bool:
+    """Whether a predicted item is the gold item.
+
+    Attack groups and malware: same canonical name (gold names without a ``->``
+    canonical are canonicalised through the alias table like predictions are).
+    Organisations and services: a shared mention (overlapping offsets) or the same
+    normalised name. Quantities: a shared mention and the same value.
+    """
+    if field in ("attack_groups", "malware"):
+        g = gold.get("canonical") or (canonicalise(gold["text"]) if canonicalise else None) or gold["text"]
+        p = pred.get("canonical") or pred.get("name") or ""
+        return _norm_name(g) == _norm_name(p)
+    if field == "quantities":
+        if not _overlaps(_item_mentions(gold), _item_mentions(pred)):
+            return False
+        gv, pv = gold.get("value"), pred.get("value")
+        if gv is None or pv is None:
+            return gv is None and pv is None
+        same = abs(float(gv) - float(pv)) <= 1e-6 * max(1.0, abs(float(gv)))
+        if gold.get("value_high") is not None:
+            same = same and pred.get("value_high") is not None and abs(float(gold["value_high"]) - float(pred["value_high"])) <= 1e-6 * max(1.0, abs(float(gold["value_high"])))
+        return same
+    if _overlaps(_item_mentions(gold), _item_mentions(pred)):
+        return True
+    return _norm_name(gold["text"]) == _norm_name(pred.get("name", pred.get("text", "")))
+
+
+def _slot_counts(field: str, gold: Optional[dict], pred: Optional[dict], canonicalise) -> Tuple[int, int, int]:
+    """(tp, n_pred, n_gold) of one field for an aligned pair of records (either may be None)."""
+    if field in ("attack_type", "attribution"):
+        gv = gold.get(field) if gold else None
+        pv_obj = pred.get(field) if pred else None
+        pv = pv_obj.get("value") if isinstance(pv_obj, dict) else pv_obj
+        tp = int(gv is not None and pv is not None and _norm_name(gv) == _norm_name(pv))
+        return tp, int(pv is not None), int(gv is not None)
+    g_items = gold.get(field, []) if gold else []
+    p_items = pred.get(field, []) if pred else []
+    if field in ("attack_groups", "malware"):
+        # Sets of canonical names: two mentions of one actor ("APT29", "Cozy Bear") count once.
+        def key_g(it):
+            return _norm_name(it.get("canonical") or (canonicalise(it["text"]) if canonicalise else None) or it["text"])
+
+        def key_p(it):
+            return _norm_name(it.get("canonical") or it.get("name") or "")
+
+        gs, ps = {key_g(i) for i in g_items}, {key_p(i) for i in p_items}
+        return len(gs & ps), len(ps), len(gs)
+    used: set = set()
+    tp = 0
+    for g in g_items:
+        for k, p in enumerate(p_items):
+            if k not in used and _same_item(field, g, p, canonicalise):
+                used.add(k)
+                tp += 1
+                break
+    return tp, len(p_items), len(g_items)
+
+
+def _record_similarity(gold: dict, pred: dict, canonicalise) -> float:
+    """How much two records share: matched victims and attack groups (services and other items break ties)."""
+    score = 0.0
+    for field, weight in (("victims", 2.0), ("attack_groups", 2.0), ("affected_organisations", 0.5), ("affected_services", 0.5), ("malware", 0.5)):
+        score += weight * _slot_counts(field, gold, pred, canonicalise)[0]
+    return score
+
+
+def align_records(gold: List[dict], pred: List[dict], canonicalise=None) -> List[Tuple[Optional[dict], Optional[dict]]]:
+    """Pair gold and predicted records of one document (maximum total similarity).
+
+    Records that share nothing are not paired: each is left with None (a missed or
+    a spurious record).
+    """
+    from scipy.optimize import linear_sum_assignment
+    import numpy as np
+
+    if not gold or not pred:
+        return [(g, None) for g in gold] + [(None, p) for p in pred]
+    sim = np.array([[_record_similarity(g, p, canonicalise) for p in pred] for g in gold])
+    if len(gold) == 1 and len(pred) == 1:
+        rows, cols = np.array([0]), np.array([0])  # one incident on each side: the same incident
+    else:
+        rows, cols = linear_sum_assignment(-sim)
+    pairs: List[Tuple[Optional[dict], Optional[dict]]] = []
+    matched_g, matched_p = set(), set()
+    for r, c in zip(rows, cols):
+        if sim[r, c] > 0 or (len(gold) == 1 and len(pred) == 1):
+            pairs.append((gold[r], pred[c]))
+            matched_g.add(r)
+            matched_p.add(c)
+    pairs += [(g, None) for i, g in enumerate(gold) if i not in matched_g]
+    pairs += [(None, p) for i, p in enumerate(pred) if i not in matched_p]
+    return pairs
+
+
+def score_records(pairs, canonicalise=None) -> Dict[str, object]:
+    """Slot precision/recall/F1 per field of predicted records against gold records.
+
+    pairs (Iterable[Tuple[List[dict], List[dict]]]): per document, (gold records in the
+        compiled corpus form, predicted ``IncidentRecord`` dicts).
+    canonicalise (Optional[Callable[[str], Optional[str]]]): maps a gold attack-group or
+        malware name to its canonical name when the gold gives none (the alias table).
+    Records are aligned per document (``align_records``); an unaligned record counts
+    all its slots as missed (gold) or spurious (predicted). Attack type accuracy is
+    over aligned pairs; quantity value exact match is over predicted quantities that
+    share a mention with a gold quantity.
+    RETURNS (dict): {"per_field": {field: {precision, recall, f1, tp, predicted, gold}},
+        "records": {precision, recall, f1, ...}, "attack_type_accuracy", "quantity_value_exact_match", "docs"}.
+    """
+    from collections import Counter
+
+    tp: Counter = Counter()
+    n_pred: Counter = Counter()
+    n_gold: Counter = Counter()
+    rec_tp = rec_pred = rec_gold = 0
+    at_right = at_total = 0
+    q_same = q_overlap = 0
+    docs = 0
+    for gold_recs, pred_recs in pairs:
+        docs += 1
+        rec_gold += len(gold_recs)
+        rec_pred += len(pred_recs)
+        for g, p in align_records(list(gold_recs), list(pred_recs), canonicalise):
+            if g is not None and p is not None:
+                rec_tp += 1
+                if g.get("attack_type"):
+                    at_total += 1
+                    pv = (p.get("attack_type") or {}).get("value") if isinstance(p.get("attack_type"), dict) else p.get("attack_type")
+                    at_right += int(pv == g["attack_type"])
+                for gq in g.get("quantities", []):
+                    for pq in p.get("quantities", []):
+                        if _overlaps(_item_mentions(gq), _item_mentions(pq)):
+                            q_overlap += 1
+                            q_same += int(_same_item("quantities", gq, pq, canonicalise))
+                            break
+            for field in SCORED_FIELDS:
+                a, b, c = _slot_counts(field, g, p, canonicalise)
+                tp[field] += a
+                n_pred[field] += b
+                n_gold[field] += c
+
+    def prf(a: int, b: int, c: int) -> Dict[str, float]:
+        p = a / b if b else 0.0
+        r = a / c if c else 0.0
+        return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+                "tp": a, "predicted": b, "gold": c, "support": c}
+
+    return {
+        "per_field": {f: prf(tp[f], n_pred[f], n_gold[f]) for f in SCORED_FIELDS},
+        "records": prf(rec_tp, rec_pred, rec_gold),
+        "attack_type_accuracy": round(at_right / at_total, 4) if at_total else None,
+        "quantity_value_exact_match": round(q_same / q_overlap, 4) if q_overlap else None,
+        "quantity_pairs": q_overlap,
+        "docs": docs,
+    }

@@ -1,0 +1,1 @@
+"""Pipeline components, one module each; their factories are declared as entry points."""

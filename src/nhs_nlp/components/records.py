@@ -1,0 +1,667 @@
+"""``nhs_record_builder``: assemble ``IncidentRecord``s from a tagged document.
+
+Three small trained models (scikit-learn logistic regressions over sparse
+context features, trained on the corpus gold records by ``nhs-nlp records train``
+and saved with the pipeline as JSON, no pickles):
+
+- **incident**: does the article report an incident at all? (document words)
+- **role**: is an organisation the victim, downstream-affected, another party
+  (investigator, reporter, vendor) or not part of any incident? (words around
+  each mention, its sentence, its position and how often it is named; the
+  probabilities of all mentions of one name are averaged)
+- **attack type**: ransomware, data breach, DDoS, … (the words of the sentences
+  that mention the incident's victims and attackers, and of the whole article)
+
+Records are then assembled by rules: victims and attack groups named in one
+sentence belong to one incident (connected components); every other item joins
+the incident whose victims or attackers are named nearest to it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+
+import numpy as np
+from spacy.language import Language
+from spacy.pipeline import Sentencizer
+from spacy.tokens import Doc, Span
+from spacy.util import ensure_path
+
+from ..extensions import install_extensions
+from ..labels import ATTACK_GROUP, ATTACK_TYPES, MALWARE, ORG, QUANTITY, SERVICE
+from ..records import ROLE_FIELDS, IncidentRecord
+
+ROLE_CLASSES: Tuple[str, ...] = ("victim", "affected", "other", "none")
+Features = Dict[str, float]
+
+_WINDOW = 5
+_STOP_EDGES = re.compile(r"^(?:the\s+)|(?:['’]s)$", re.I)
+
+ATTACK_VERBS = {
+    "attack", "attacked", "attacks", "hit", "hits", "breached", "breach", "targeted", "targeting", "compromised",
+    "infiltrated", "struck", "crippled", "infected", "hacked", "encrypted", "extorted", "victim", "victims",
+    "suffered", "fell",
+}
+DOWNSTREAM_VERBS = {
+    "affected", "affecting", "disrupted", "impacted", "served", "serves", "uses", "used", "supplied",
+    "supplies", "relies", "rely", "customers", "clients", "postponed", "cancelled", "diverted",
+}
+OTHER_VERBS = {
+    "said", "says", "told", "confirmed", "warned", "investigating", "investigated", "advised", "reported",
+    "published", "announced", "added", "according", "urged", "fined", "issued", "working", "helping",
+    "statement", "spokesperson", "spokesman", "spokeswoman",
+}
+
+# Words that name an attack type, by family (features of the attack-type model).
+ATTACK_CUES: Dict[str, str] = {
+    **{w: "ransomware" for w in ("ransomware", "ransom", "encrypted", "encryption", "extortion", "decryptor", "decryption", "leak")},
+    **{w: "ddos" for w in ("ddos", "denial-of-service", "denial", "traffic", "flood", "flooded", "offline")},
+    **{w: "wiper" for w in ("wiper", "wiped", "destructive", "erased", "wiping")},
+    **{w: "phishing" for w in ("phishing", "phish", "emails", "email", "credentials", "lure")},
+    **{w: "supply chain" for w in ("supply-chain", "supplier", "update", "updates", "software", "vendor", "third-party")},
+    **{w: "data breach" for w in ("breach", "stolen", "leaked", "exfiltrated", "accessed", "exposed", "records", "data")},
+}
+
+# Countries and nationalities an attribution can name, mapped to the country.
+_NATIONS = {
+    "russia": "Russia", "russian": "Russia", "russian-speaking": "Russia", "china": "China", "chinese": "China",
+    "north korea": "North Korea", "north korean": "North Korea", "iran": "Iran", "iranian": "Iran",
+    "belarus": "Belarus", "belarusian": "Belarus", "ukraine": "Ukraine", "ukrainian": "Ukraine",
+    "vietnam": "Vietnam", "vietnamese": "Vietnam", "pakistan": "Pakistan", "pakistani": "Pakistan",
+    "india": "India", "indian": "India", "turkey": "Turkey", "turkish": "Turkey", "israel": "Israel",
+    "israeli": "Israel", "syria": "Syria", "syrian": "Syria", "nigeria": "Nigeria", "nigerian": "Nigeria",
+    "brazil": "Brazil", "brazilian": "Brazil", "romania": "Romania", "romanian": "Romania",
+    "united states": "United States", "american": "United States", "britain": "United Kingdom",
+    "british": "United Kingdom", "uk": "United Kingdom", "us": "United States",
+}
+_ATTRIBUTION_CUES = re.compile(
+    r"\b(?:state[- ]backed|state[- ]sponsored|nation[- ]state|linked|backed|based|speaking|affiliated|"
+    r"attributed|blamed|believed|operat\w*|military|intelligence|government[- ]backed|sponsored|behind|from|spy|spies)\b",
+    re.I,
+)
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"])}
+_DATE_RE = re.compile(
+    r"\b(?:(?P<d1>\d{1,2})(?:st|nd|rd|th)?\s+(?P<m1>January|February|March|April|May|June|July|August|September|October|November|December)"
+    r"|(?P<m2>January|February|March|April|May|June|July|August|September|October|November|December)\s+(?P<d2>\d{1,2})(?:st|nd|rd|th)?)"
+    r"(?:,?\s+(?P<y1>(?:19|20)\d{2}))?"
+    r"|\b(?P<m3>January|February|March|April|May|June|July|August|September|October|November|December)\s+(?P<y2>(?:19|20)\d{2})\b"
+)
+
+
+# ---------------------------------------------------------------------------
+# A linear model saved as JSON
+# ---------------------------------------------------------------------------
+
+
+class LinearModel:
+    """A logistic regression over named sparse features, stored as JSON.
+
+    Training uses scikit-learn (``DictVectorizer`` + ``LogisticRegression``); at
+    run time only the weights are needed, so the component carries no pickles.
+    """
+
+    def __init__(self, classes: Sequence[str] = (), weights: Optional[Dict[str, List[float]]] = None,
+                 bias: Optional[List[float]] = None) -> None:
+        self.classes = list(classes)
+        self.weights: Dict[str, List[float]] = weights or {}
+        self.bias: List[float] = bias or [0.0] * len(self.classes)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.classes) and bool(self.weights)
+
+    @classmethod
+    def fit(cls, X: List[Features], y: List[str], *, C: float = 1.0, class_weight: Optional[str] = "balanced",
+            seed: int = 0) -> "LinearModel":
+        """Fit on feature dicts and labels (needs at least two classes)."""
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        vec = DictVectorizer()
+        Xm = vec.fit_transform(X)
+        clf = LogisticRegression(C=C, class_weight=class_weight, max_iter=2000, random_state=seed)
+        clf.fit(Xm, y)
+        classes = [str(c) for c in clf.classes_]
+        coef = clf.coef_
+        bias = clf.intercept_
+        if len(classes) == 2:  # sklearn keeps one row for binary problems: make it symmetric
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            bias = np.array([-bias[0] / 2, bias[0] / 2])
+        weights = {}
+        for j, name in enumerate(vec.feature_names_):
+            col = coef[:, j]
+            if np.any(np.abs(col) > 1e-6):
+                weights[name] = [round(float(v), 6) for v in col]
+        return cls(classes, weights, [round(float(b), 6) for b in bias])
+
+    def scores(self, feats: Features) -> np.ndarray:
+        s = np.array(self.bias, dtype=float)
+        for name, value in feats.items():
+            w = self.weights.get(name)
+            if w is not None:
+                s += value * np.asarray(w)
+        return s
+
+    def predict_proba(self, feats: Features) -> Dict[str, float]:
+        s = self.scores(feats)
+        e = np.exp(s - s.max())
+        p = e / e.sum()
+        return {c: float(v) for c, v in zip(self.classes, p)}
+
+    def contributions(self, feats: Features, label: str) -> List[Tuple[float, str]]:
+        """Features of ``feats`` ranked by how much they push towards ``label``."""
+        k = self.classes.index(label)
+        out = [(value * self.weights[name][k], name) for name, value in feats.items() if name in self.weights]
+        return sorted(out, reverse=True)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"classes": self.classes, "bias": self.bias, "weights": dict(sorted(self.weights.items()))}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "LinearModel":
+        return cls(data["classes"], data["weights"], data["bias"])
+
+
+# ---------------------------------------------------------------------------
+# Features
+# ---------------------------------------------------------------------------
+
+
+def org_key(text: str) -> str:
+    """Normalised organisation name: case, whitespace, leading "the", possessive."""
+    t = " ".join(text.replace("’", "'").split()).lower()
+    t = re.sub(r"^the\s+", "", t)
+    t = re.sub(r"'s?$", "", t)
+    return t.strip(" .,'")
+
+
+_sentencizer = Sentencizer()
+
+
+def sentence_ids(doc: Doc) -> List[int]:
+    """Sentence number of every token (sentences from the pipeline, else a rule-based split)."""
+    if not doc.has_annotation("SENT_START"):
+        _sentencizer(doc)
+    ids: List[int] = [0] * len(doc)
+    for i, sent in enumerate(doc.sents):
+        for t in range(sent.start, sent.end):
+            ids[t] = i
+    return ids
+
+
+def _word(tok) -> Optional[str]:
+    if tok.is_punct or tok.is_space:
+        return None
+    if tok.like_num:
+        return "<num>"
+    return tok.lower_
+
+
+class DocContext:
+    """What the features need to know about one document, computed once."""
+
+    def __init__(self, doc: Doc, spans: Sequence[Span]) -> None:
+        self.doc = doc
+        self.sent_of = sentence_ids(doc) if len(doc) else []
+        self.sents = list(doc.sents) if len(doc) else []
+        self.spans = list(spans)
+        self.actor_sents: Set[int] = {self.sent_of[s.start] for s in spans if s.label_ in (ATTACK_GROUP, MALWARE)}
+        self.service_sents: Set[int] = {self.sent_of[s.start] for s in spans if s.label_ == SERVICE}
+        orgs = [s for s in spans if s.label_ == ORG]
+        self.org_counts = Counter(org_key(s.text) for s in orgs)
+        ranked = [k for k, _ in self.org_counts.most_common()]
+        self.org_rank = {k: i for i, k in enumerate(ranked)}
+        self.first_org_sent: Dict[str, int] = {}
+        for s in orgs:
+            self.first_org_sent.setdefault(org_key(s.text), self.sent_of[s.start])
+
+
+def mention_features(ctx: DocContext, span: Span) -> Features:
+    """Features of one ORG mention for the role model."""
+    doc = ctx.doc
+    f: Features = {}
+    key = org_key(span.text)
+    left = [w for w in (_word(t) for t in doc[max(0, span.start - _WINDOW): span.start]) if w]
+    right = [w for w in (_word(t) for t in doc[span.end: span.end + _WINDOW]) if w]
+    for w in left:
+        f[f"L:{w}"] = 1.0
+    for w in right:
+        f[f"R:{w}"] = 1.0
+    if left:
+        f[f"p1:{left[-1]}"] = 1.0
+    if len(left) > 1:
+        f[f"p2:{left[-2]} {left[-1]}"] = 1.0
+    if right:
+        f[f"n1:{right[0]}"] = 1.0
+    if len(right) > 1:
+        f[f"n2:{right[0]} {right[1]}"] = 1.0
+    words = key.split()
+    if words:
+        f[f"head:{words[-1]}"] = 1.0
+        f[f"first:{words[0]}"] = 1.0
+    if "nhs" in words:
+        f["name_nhs"] = 1.0
+    f[f"len:{min(len(words), 4)}"] = 1.0
+    sid = ctx.sent_of[span.start]
+    sent = ctx.sents[sid]
+    for t in sent:
+        w = _word(t)
+        if w and not (span.start <= t.i < span.end):
+            f[f"s:{w}"] = 0.5
+    f[f"sid:{min(sid, 6)}"] = 1.0
+    if sid in ctx.actor_sents:
+        f["actor_in_sent"] = 1.0
+    if sid in ctx.service_sents:
+        f["service_in_sent"] = 1.0
+    f[f"count:{min(ctx.org_counts[key], 5)}"] = 1.0
+    rank = ctx.org_rank.get(key, 99)
+    f[f"rank:{min(rank, 3)}"] = 1.0
+    if ctx.first_org_sent.get(key) == 0:
+        f["named_in_title"] = 1.0
+    return f
+
+
+def doc_features(doc: Doc) -> Features:
+    """Document words for the incident model (binary, lower case)."""
+    f: Features = {}
+    for t in doc:
+        w = _word(t)
+        if w and not t.is_stop:
+            f[f"d:{w}"] = 1.0
+    counts = Counter(e.label_ for e in doc.ents)
+    for label in (ORG, ATTACK_GROUP, MALWARE, SERVICE, QUANTITY):
+        f[f"ents:{label}:{min(counts[label], 5)}"] = 1.0
+    return f
+
+
+def record_text_features(doc: Doc, sent_ids: Iterable[int], sents: Sequence[Span]) -> Features:
+    """Words of an incident's sentences (``s:``) and of the whole article (``d:``) for attack types."""
+    f: Features = {}
+    for sid in sorted(set(sent_ids)):
+        for t in sents[sid]:
+            w = _word(t)
+            if w and not t.is_stop:
+                f[f"s:{w}"] = 1.0
+                family = ATTACK_CUES.get(w)
+                if family:
+                    f[f"cue_s:{family}"] = 1.0
+    cues: Counter = Counter()
+    for t in doc:
+        w = _word(t)
+        if w and not t.is_stop:
+            f[f"d:{w}"] = 0.5
+            if w in ATTACK_CUES:
+                cues[ATTACK_CUES[w]] += 1
+    for family, n in cues.items():
+        f[f"cue_d:{family}"] = 1.0
+        f[f"cue_d:{family}:n"] = min(n, 10) / 10
+    if cues:
+        f[f"cue_top:{cues.most_common(1)[0][0]}"] = 1.0
+    return f
+
+
+def nearest_verb_role(ctx: DocContext, span: Span) -> str:
+    """The baseline the role model must beat: the role of the nearest cue verb in the sentence.
+
+    An attack verb makes the organisation a victim, a downstream verb affected, a
+    reporting verb another party; no cue verb: another party.
+    """
+    sent = ctx.sents[ctx.sent_of[span.start]]
+    best: Optional[Tuple[int, str]] = None
+    for t in sent:
+        if span.start <= t.i < span.end:
+            continue
+        w = t.lower_
+        role = "victim" if w in ATTACK_VERBS else "affected" if w in DOWNSTREAM_VERBS else "other" if w in OTHER_VERBS else None
+        if role is None:
+            continue
+        dist = span.start - t.i if t.i < span.start else t.i - span.end + 1
+        if best is None or dist < best[0]:
+            best = (dist, role)
+    return best[1] if best else "other"
+
+
+# ---------------------------------------------------------------------------
+# Assembly
+# ---------------------------------------------------------------------------
+
+
+class _Cluster:
+    """All mentions of one name (organisation, actor, service) in a document."""
+
+    def __init__(self, key: str, label: str) -> None:
+        self.key = key
+        self.label = label
+        self.spans: List[Span] = []
+        self.role: Optional[str] = None
+        self.score: Optional[float] = None
+        self.link: Optional[Dict[str, Any]] = None
+
+    @property
+    def name(self) -> str:
+        return self.spans[0].text
+
+    @property
+    def mentions(self) -> List[Tuple[int, int]]:
+        return [(s.start_char, s.end_char) for s in self.spans]
+
+
+def _actor_key(span: Span) -> str:
+    link = span._.link if Span.has_extension("link") else None
+    if link and link.get("canonical"):
+        return "canon:" + str(link["canonical"]).lower()
+    return org_key(span.text)
+
+
+class RecordBuilder:
+    """Assemble incident records from entities (see the module docstring)."""
+
+    def __init__(self, nlp: Language, name: str = "nhs_record_builder", *, incident_threshold: float = 0.5,
+                 min_victim_mentions: int = 1) -> None:
+        self.name = name
+        self.incident_threshold = incident_threshold
+        self.min_victim_mentions = min_victim_mentions
+        self.role_model = LinearModel()
+        self.incident_model = LinearModel()
+        self.attack_type_model = LinearModel()
+        # Per label: is a mention part of the incident ("in") or named in passing ("none")?
+        self.item_models: Dict[str, LinearModel] = {}
+        self.meta: Dict[str, Any] = {}
+        install_extensions()
+
+    # -- models --------------------------------------------------------------
+
+    @property
+    def is_trained(self) -> bool:
+        return self.role_model.is_trained and self.incident_model.is_trained and self.attack_type_model.is_trained
+
+    def roles_for(self, ctx: DocContext, spans: Sequence[Span]) -> List[Dict[str, float]]:
+        return [self.role_model.predict_proba(mention_features(ctx, s)) for s in spans]
+
+    def relevant(self, ctx: DocContext, spans: Sequence[Span]) -> Tuple[bool, float]:
+        """Whether the mentions of one name belong to the incident (mean probability >= 0.5)."""
+        model = self.item_models.get(spans[0].label_)
+        if model is None or not model.is_trained:
+            return True, 1.0
+        p = float(np.mean([model.predict_proba(mention_features(ctx, s)).get("in", 0.0) for s in spans]))
+        return p >= 0.5, p
+
+    # -- run -------------------------------------------------------------------
+
+    def __call__(self, doc: Doc) -> Doc:
+        if not self.is_trained:
+            raise ValueError(
+                f"[{self.name}] the record models are not trained. Train them with "
+                "`nhs-nlp records train` (or use the shipped pipeline models/nhs-nlp-ner)."
+            )
+        doc._.incidents = [r.model_dump(mode="json") for r in self.build(doc)]
+        return doc
+
+    def pipe(self, docs: Iterable[Doc], batch_size: int = 128) -> Iterable[Doc]:
+        for doc in docs:
+            yield self(doc)
+
+    def build(self, doc: Doc) -> List[IncidentRecord]:
+        """The incident records of one document (empty when it reports none)."""
+        if not len(doc) or not doc.ents:
+            return []
+        ctx = DocContext(doc, doc.ents)
+        p_incident = self.incident_model.predict_proba(doc_features(doc)).get("incident", 0.0)
+        if p_incident < self.incident_threshold:
+            return []
+        orgs: Dict[str, _Cluster] = {}
+        actors: Dict[str, _Cluster] = {}
+        services: Dict[str, _Cluster] = {}
+        quantities: List[Span] = []
+        for ent in doc.ents:
+            if ent.label_ == ORG:
+                orgs.setdefault(org_key(ent.text), _Cluster(org_key(ent.text), ORG)).spans.append(ent)
+            elif ent.label_ in (ATTACK_GROUP, MALWARE):
+                key = ent.label_ + ":" + _actor_key(ent)
+                c = actors.setdefault(key, _Cluster(key, ent.label_))
+                c.spans.append(ent)
+                if c.link is None and Span.has_extension("link"):
+                    c.link = ent._.link
+            elif ent.label_ == SERVICE:
+                services.setdefault(org_key(ent.text), _Cluster(org_key(ent.text), SERVICE)).spans.append(ent)
+            elif ent.label_ == QUANTITY:
+                quantities.append(ent)
+        for c in orgs.values():
+            probs = self.roles_for(ctx, c.spans)
+            mean = {r: float(np.mean([p.get(r, 0.0) for p in probs])) for r in ROLE_CLASSES}
+            c.role = max(mean, key=mean.get)  # type: ignore[arg-type]
+            c.score = round(mean[c.role], 4)
+        sent_of = ctx.sent_of
+
+        def sents(c: _Cluster) -> Set[int]:
+            return {sent_of[s.start] for s in c.spans}
+
+        for group in (actors, services):
+            for key in list(group):
+                keep, _ = self.relevant(ctx, group[key].spans)
+                if not keep:
+                    del group[key]
+        quantities = [q for q in quantities if self.relevant(ctx, [q])[0]]
+        victims = [c for c in orgs.values() if c.role == "victim" and len(c.spans) >= self.min_victim_mentions]
+        groups = [c for c in actors.values() if c.label == ATTACK_GROUP]
+        seeds: List[_Cluster] = victims + groups
+        if not seeds:
+            return []
+        # Connected components of seeds named in one sentence.
+        parent = list(range(len(seeds)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        seed_sents = [sents(c) for c in seeds]
+        for i in range(len(seeds)):
+            for j in range(i + 1, len(seeds)):
+                if seed_sents[i] & seed_sents[j]:
+                    parent[find(i)] = find(j)
+        comps: Dict[int, List[int]] = defaultdict(list)
+        for i in range(len(seeds)):
+            comps[find(i)].append(i)
+        components = [[seeds[i] for i in idx] for idx in comps.values()]
+        with_victim = [c for c in components if any(x.label == ORG for x in c)]
+        group_only = [c for c in components if not any(x.label == ORG for x in c)]
+        if not with_victim:
+            incidents = [[x for c in group_only for x in c]]
+            group_only = []
+        else:
+            incidents = with_victim
+        # Salience: mentions, with the title counting double; the most salient first.
+        def salience(inc: List[_Cluster]) -> float:
+            return sum(len(x.spans) + (1 if 0 in sents(x) else 0) for x in inc)
+
+        incidents.sort(key=lambda inc: (-salience(inc), min(s.start for x in inc for s in x.spans)))
+        inc_sents = [set().union(*(sents(x) for x in inc)) for inc in incidents]
+
+        def nearest(sent_ids: Set[int]) -> int:
+            best, best_d = 0, math.inf
+            for k, ss in enumerate(inc_sents):
+                d = min(abs(a - b) for a in sent_ids for b in ss)
+                if d < best_d:
+                    best, best_d = k, d
+            return best
+
+        members: List[List[_Cluster]] = [list(inc) for inc in incidents]
+        for comp in group_only:
+            members[nearest(set().union(*(sents(x) for x in comp)))].extend(comp)
+        for c in list(orgs.values()):
+            if c.role in ("affected", "other"):
+                members[nearest(sents(c))].append(c)
+        for c in actors.values():
+            if c.label == MALWARE:
+                members[nearest(sents(c))].append(c)
+        for c in services.values():
+            members[nearest(sents(c))].append(c)
+        quantity_of: List[List[Span]] = [[] for _ in incidents]
+        for q in quantities:
+            quantity_of[nearest({sent_of[q.start]})].append(q)
+        records = []
+        for k, items in enumerate(members):
+            records.append(self._record(doc, ctx, k + 1, items, quantity_of[k]))
+        return records
+
+    def _record(self, doc: Doc, ctx: DocContext, number: int, items: List[_Cluster], qspans: List[Span]) -> IncidentRecord:
+        from ..records import Actor, Organisation, QuantityItem, Service, Stated
+
+        rec = IncidentRecord(incident_id=str(number))
+        for c in sorted(items, key=lambda x: x.spans[0].start):
+            if c.label == ORG:
+                org = Organisation(name=c.name, mentions=c.mentions, role=c.role, score=c.score)
+                getattr(rec, ROLE_FIELDS[c.role]).append(org)  # type: ignore[index]
+            elif c.label in (ATTACK_GROUP, MALWARE):
+                link = c.link or {}
+                actor = Actor(
+                    name=c.name, mentions=c.mentions, canonical=link.get("canonical"), kind=link.get("kind"),
+                    aliases=list(link.get("aliases") or []), attack_ids=list(link.get("attack_ids") or []),
+                    misp_uuid=link.get("misp_uuid"),
+                )
+                (rec.attack_groups if c.label == ATTACK_GROUP else rec.malware).append(actor)
+            elif c.label == SERVICE:
+                rec.affected_services.append(Service(name=c.name, mentions=c.mentions))
+        for q in qspans:
+            parsed = q._.quantity if Span.has_extension("quantity") and q._.quantity else None
+            if parsed is None:
+                from .quantities import quantity_dict
+
+                parsed = quantity_dict(q)
+            data = dict(parsed or {"text": q.text})
+            data["text"] = q.text
+            data["mentions"] = [(q.start_char, q.end_char)]
+            rec.quantities.append(QuantityItem(**{k: v for k, v in data.items() if k in QuantityItem.model_fields}))
+        seed_sents = {ctx.sent_of[s.start] for c in items if c.label in (ORG, ATTACK_GROUP) and (c.label != ORG or c.role == "victim") for s in c.spans}
+        if not seed_sents:
+            seed_sents = {ctx.sent_of[s.start] for c in items for s in c.spans} or {0}
+        rec.attack_type = self._attack_type(doc, ctx, seed_sents)
+        rec.attribution = _attribution(ctx, seed_sents | {ctx.sent_of[s.start] for c in items if c.label == ATTACK_GROUP for s in c.spans})
+        rec.dates = _dates(ctx, seed_sents)
+        return rec.fill_evidence()
+
+    def _attack_type(self, doc: Doc, ctx: DocContext, seed_sents: Set[int]):
+        from ..records import Stated
+
+        feats = record_text_features(doc, seed_sents, ctx.sents)
+        probs = self.attack_type_model.predict_proba(feats)
+        label = max(probs, key=probs.get)  # type: ignore[arg-type]
+        # Evidence: the incident's own words that argue most for the type.
+        mentions: List[Tuple[int, int]] = []
+        for weight, name in self.attack_type_model.contributions(feats, label):
+            if weight <= 0 or not name.startswith("s:"):
+                continue
+            word = name[2:]
+            for sid in sorted(seed_sents):
+                for t in ctx.sents[sid]:
+                    if _word(t) == word:
+                        mentions.append((t.idx, t.idx + len(t)))
+                        break
+                if mentions:
+                    break
+            if mentions:
+                break
+        return Stated(value=label, mentions=mentions)
+
+    # -- scoring for spaCy's training/evaluate loop ---------------------------
+
+    # -- serialisation ---------------------------------------------------------
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "role": self.role_model.to_dict(),
+            "incident": self.incident_model.to_dict(),
+            "attack_type": self.attack_type_model.to_dict(),
+            "items": {label: m.to_dict() for label, m in sorted(self.item_models.items())},
+            "meta": self.meta,
+        }
+
+    def from_dict(self, data: Dict[str, Any]) -> "RecordBuilder":
+        self.role_model = LinearModel.from_dict(data["role"])
+        self.incident_model = LinearModel.from_dict(data["incident"])
+        self.attack_type_model = LinearModel.from_dict(data["attack_type"])
+        self.item_models = {label: LinearModel.from_dict(m) for label, m in data.get("items", {}).items()}
+        self.meta = data.get("meta", {})
+        return self
+
+    def to_bytes(self, *, exclude: Sequence[str] = ()) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True).encode("utf8")
+
+    def from_bytes(self, data: bytes, *, exclude: Sequence[str] = ()) -> "RecordBuilder":
+        return self.from_dict(json.loads(data.decode("utf8")))
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Sequence[str] = ()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "models.json").write_text(json.dumps(self.to_dict(), sort_keys=True, indent=0), encoding="utf8")
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Sequence[str] = ()) -> "RecordBuilder":
+        file = ensure_path(path) / "models.json"
+        if not file.exists():
+            raise FileNotFoundError(f"[{self.name}] {file} is missing: the record models were not saved with this pipeline")
+        return self.from_dict(json.loads(file.read_text(encoding="utf8")))
+
+
+def _attribution(ctx: DocContext, sent_ids: Set[int]):
+    """The country the incident's sentences attribute the attack to (a nationality or
+    country next to an attribution cue such as "state-backed", "linked to", "Russian-speaking")."""
+    from ..records import Stated
+
+    names = sorted(_NATIONS, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b", re.I)
+    for sid in sorted(sent_ids):
+        sent = ctx.sents[sid]
+        text = sent.text
+        if not _ATTRIBUTION_CUES.search(text):
+            continue
+        for m in pattern.finditer(text):
+            word = m.group(1)
+            if word in ("US", "UK") or word.lower() not in ("us", "uk"):
+                start = sent.start_char + m.start(1)
+                return Stated(value=_NATIONS[word.lower()], mentions=[(start, start + len(word))])
+    return None
+
+
+def _dates(ctx: DocContext, sent_ids: Set[int]):
+    """Dates stated in the incident's sentences, as ISO strings (year from the text when given)."""
+    from ..records import Stated
+
+    out: List[Stated] = []
+    seen = set()
+    for sid in sorted(sent_ids):
+        sent = ctx.sents[sid]
+        for m in _DATE_RE.finditer(sent.text):
+            g = m.groupdict()
+            month = _MONTHS[(g["m1"] or g["m2"] or g["m3"]).lower()]
+            day = g["d1"] or g["d2"]
+            year = g["y1"] or g["y2"]
+            if year and day:
+                value = f"{year}-{month:02d}-{int(day):02d}"
+            elif year:
+                value = f"{year}-{month:02d}"
+            else:
+                value = f"--{month:02d}-{int(day):02d}"  # ISO 8601 without a year
+            if value in seen:
+                continue
+            seen.add(value)
+            start = sent.start_char + m.start()
+            out.append(Stated(value=value, mentions=[(start, start + len(m.group(0)))]))
+    return out
+
+
+@Language.factory(
+    "nhs_record_builder",
+    assigns=["doc._.incidents"],
+    requires=["doc.ents"],
+    default_config={"incident_threshold": 0.5, "min_victim_mentions": 1},
+)
+def make_record_builder(nlp: Language, name: str, incident_threshold: float, min_victim_mentions: int) -> RecordBuilder:
+    """Assemble IncidentRecords (doc._.incidents) from the entities; models trained by `nhs-nlp records train`."""
+    return RecordBuilder(nlp, name, incident_threshold=incident_threshold, min_victim_mentions=min_victim_mentions)

@@ -1,0 +1,244 @@
+"""Training the record builder's models on the corpus gold records.
+
+``nhs-nlp records train`` reads the compiled corpus (train and dev JSON Lines),
+fits the incident, role and attack-type models on the train split, picks the
+regularisation strength of each on dev, and reports dev figures next to the
+baselines (nearest-verb roles; keyword attack types).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from sklearn.metrics import accuracy_score, f1_score
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .components.records import (
+    ROLE_CLASSES,
+    DocContext,
+    LinearModel,
+    RecordBuilder,
+    doc_features,
+    mention_features,
+    nearest_verb_role,
+    record_text_features,
+)
+from .data import jsonl_docs
+from .labels import ATTACK_GROUP, MALWARE, ORG, QUANTITY, SERVICE
+from .records import ROLE_FIELDS
+from .tokenizer import blank_english
+
+_FIELD_ROLE = {v: k for k, v in ROLE_FIELDS.items()}
+C_GRID: Tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
+
+# The keyword baseline for attack types: the first cue family found in the article.
+ATTACK_TYPE_KEYWORDS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("ransomware", ("ransomware", "ransom")),
+    ("ddos", ("ddos", "denial-of-service", "denial")),
+    ("wiper", ("wiper",)),
+    ("phishing", ("phishing",)),
+    ("supply chain", ("supply-chain",)),
+    ("data breach", ("breach", "stolen", "leaked", "exfiltrated")),
+)
+
+
+def gold_docs(path: Path, nlp: Optional[Language] = None) -> Iterator[Tuple[dict, Doc]]:
+    """Corpus JSON Lines as (row, Doc with gold entities and sentences)."""
+    nlp = nlp or _segmenter()
+    for row, doc in jsonl_docs(nlp, path):
+        for _, proc in nlp.pipeline:
+            doc = proc(doc)
+        yield row, doc
+
+
+def _segmenter() -> Language:
+    nlp = blank_english()
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def gold_role(row: dict, start: int, end: int) -> str:
+    """The gold role of the ORG span at [start, end): from the first record listing it."""
+    for rec in row.get("records", []):
+        for field, role in _FIELD_ROLE.items():
+            for item in rec.get(field, []):
+                if any(s == start and e == end for s, e in item.get("mentions", [])):
+                    return role
+    return "none"
+
+
+ITEM_FIELDS: Dict[str, str] = {ATTACK_GROUP: "attack_groups", MALWARE: "malware", SERVICE: "affected_services", QUANTITY: "quantities"}
+
+
+def gold_in_record(row: dict, label: str, start: int, end: int) -> str:
+    """"in" when a gold record lists the span at [start, end), else "none"."""
+    field = ITEM_FIELDS[label]
+    for rec in row.get("records", []):
+        for item in rec.get(field, []):
+            if any(s == start and e == end for s, e in item.get("mentions", [])):
+                return "in"
+    return "none"
+
+
+def record_sentences(row: dict, ctx: DocContext, rec: dict) -> List[int]:
+    """Sentences of a gold record's victims and attack groups (all its items when it has neither)."""
+    seeds = [m for f in ("victims", "attack_groups") for it in rec.get(f, []) for m in it["mentions"]]
+    if not seeds:
+        seeds = [m for f, v in rec.items() if isinstance(v, list) for it in v if isinstance(it, dict) for m in it.get("mentions", [])]
+    out = []
+    for s, _ in seeds:
+        span = ctx.doc.char_span(s, s + 1, alignment_mode="expand")
+        if span is not None:
+            out.append(ctx.sent_of[span.start])
+    return out or [0]
+
+
+def examples(path: Path) -> Dict[str, Any]:
+    """Feature dicts and labels of the three models from one split."""
+    roles_X: List[Dict[str, float]] = []
+    roles_y: List[str] = []
+    roles_baseline: List[str] = []
+    inc_X: List[Dict[str, float]] = []
+    inc_y: List[str] = []
+    at_X: List[Dict[str, float]] = []
+    at_y: List[str] = []
+    at_baseline: List[str] = []
+    items: Dict[str, Tuple[list, list]] = {label: ([], []) for label in ITEM_FIELDS}
+    for row, doc in gold_docs(path):
+        ctx = DocContext(doc, doc.ents)
+        for ent in doc.ents:
+            if ent.label_ in ITEM_FIELDS and row.get("records"):
+                # only articles that report an incident: the incident model handles the rest
+                items[ent.label_][0].append(mention_features(ctx, ent))
+                items[ent.label_][1].append(gold_in_record(row, ent.label_, ent.start_char, ent.end_char))
+            if ent.label_ == ORG:
+                roles_X.append(mention_features(ctx, ent))
+                roles_y.append(gold_role(row, ent.start_char, ent.end_char))
+                roles_baseline.append(nearest_verb_role(ctx, ent))
+        inc_X.append(doc_features(doc))
+        inc_y.append("incident" if row.get("records") else "none")
+        for rec in row.get("records", []):
+            if rec.get("attack_type"):
+                at_X.append(record_text_features(doc, record_sentences(row, ctx, rec), ctx.sents))
+                at_y.append(rec["attack_type"])
+                at_baseline.append(keyword_attack_type(doc.text))
+    return {
+        "roles": (roles_X, roles_y, roles_baseline),
+        "incident": (inc_X, inc_y),
+        "attack_type": (at_X, at_y, at_baseline),
+        "items": items,
+    }
+
+
+def keyword_attack_type(text: str) -> str:
+    low = text.lower()
+    for label, words in ATTACK_TYPE_KEYWORDS:
+        if any(w in low for w in words):
+            return label
+    return "other"
+
+
+def _fit_best(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metric: str = "macro_f1") -> Tuple[LinearModel, Dict[str, Any]]:
+    """Fit one model per C in C_GRID; keep the best on dev (macro F1)."""
+    best: Optional[Tuple[float, LinearModel, Dict[str, Any]]] = None
+    for C in C_GRID:
+        model = LinearModel.fit(train[0], train[1], C=C, seed=seed)
+        pred = [max((p := model.predict_proba(x)), key=p.get) for x in dev[0]]
+        scores = {
+            "C": C,
+            "accuracy": round(accuracy_score(dev[1], pred), 4),
+            "macro_f1": round(f1_score(dev[1], pred, average="macro", zero_division=0), 4),
+        }
+        if best is None or scores[metric] > best[0]:
+            best = (scores[metric], model, scores)
+    assert best is not None
+    return best[1], best[2]
+
+
+def train_record_models(train_path: Path, dev_path: Path, seed: int = 0) -> Tuple[RecordBuilder, Dict[str, Any]]:
+    """Train the record builder's models; RETURNS the builder and a report of dev figures."""
+    tr = examples(train_path)
+    dv = examples(dev_path)
+    report: Dict[str, Any] = {"train": str(train_path), "dev": str(dev_path), "seed": seed}
+    builder = RecordBuilder(blank_english())
+
+    rX, ry, _ = tr["roles"]
+    dX, dy, dbase = dv["roles"]
+    builder.role_model, scores = _fit_best((rX, ry), (dX, dy), seed)
+    report["role"] = {
+        "train_mentions": len(ry),
+        "train_distribution": dict(Counter(ry)),
+        "dev_mentions": len(dy),
+        "dev": scores,
+        "nearest_verb_baseline_dev": {
+            # the heuristic never says "none": score it on the ORG mentions that have a role
+            "accuracy_all": round(accuracy_score(dy, dbase), 4),
+            "macro_f1_all": round(f1_score(dy, dbase, average="macro", labels=list(ROLE_CLASSES), zero_division=0), 4),
+        },
+    }
+    model_pred = [max((p := builder.role_model.predict_proba(x)), key=p.get) for x in dX]
+    with_role = [i for i, y in enumerate(dy) if y != "none"]
+    three = ["victim", "affected", "other"]
+    report["role"]["on_mentions_with_a_role"] = {
+        "mentions": len(with_role),
+        "model_macro_f1": round(f1_score([dy[i] for i in with_role], [model_pred[i] for i in with_role], labels=three, average="macro", zero_division=0), 4),
+        "baseline_macro_f1": round(f1_score([dy[i] for i in with_role], [dbase[i] for i in with_role], labels=three, average="macro", zero_division=0), 4),
+        "model_accuracy": round(accuracy_score([dy[i] for i in with_role], [model_pred[i] for i in with_role]), 4),
+        "baseline_accuracy": round(accuracy_score([dy[i] for i in with_role], [dbase[i] for i in with_role]), 4),
+    }
+    report["role"]["dev_per_class_f1"] = dict(zip(ROLE_CLASSES, (round(float(v), 4) for v in f1_score(dy, model_pred, labels=list(ROLE_CLASSES), average=None, zero_division=0))))
+
+    builder.incident_model, scores = _fit_best(tr["incident"], dv["incident"], seed)
+    report["incident"] = {"train_docs": len(tr["incident"][1]), "dev_docs": len(dv["incident"][1]), "dev": scores}
+
+    aX, ay, _ = tr["attack_type"]
+    adX, ady, adbase = dv["attack_type"]
+    builder.attack_type_model, scores = _fit_best((aX, ay), (adX, ady), seed, metric="accuracy")
+    report["attack_type"] = {
+        "train_records": len(ay),
+        "dev_records": len(ady),
+        "dev": scores,
+        "keyword_baseline_dev_accuracy": round(accuracy_score(ady, adbase), 4),
+    }
+    report["items"] = {}
+    for label in ITEM_FIELDS:
+        tX, ty = tr["items"][label]
+        vX, vy = dv["items"][label]
+        if len(set(ty)) < 2 or len(set(vy)) < 2:
+            report["items"][label] = {"skipped": "one class only", "train": dict(Counter(ty))}
+            continue
+        builder.item_models[label], scores = _fit_best((tX, ty), (vX, vy), seed)
+        keep_all = round(f1_score(vy, ["in"] * len(vy), average="macro", zero_division=0), 4)
+        report["items"][label] = {"train": dict(Counter(ty)), "dev": scores, "dev_keep_all_macro_f1": keep_all}
+    builder.meta = {"trained_on": Path(train_path).name, "selected_on": Path(dev_path).name, "seed": seed,
+                    "C": {k: report[k]["dev"]["C"] for k in ("role", "incident", "attack_type")}}
+    return builder, report
+
+
+def save_report(report: Dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf8")
+
+
+def default_canonicaliser():
+    """The alias table's name -> canonical lookup (None when the table is unavailable)."""
+    try:
+        from .aliases import AliasTable  # noqa: F401
+        from . import aliases
+    except ImportError:
+        return None
+    lookup = getattr(aliases, "canonical_name", None)
+    return lookup
+
+
+def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canonicalise=None) -> Dict[str, Any]:
+    """Run ``nlp`` over the texts of a corpus JSON Lines file and score its records
+    against the gold ones (``nhs_nlp.records.score_records``)."""
+    from .records import score_records
+
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf8").splitlines() if line.strip()]
+    docs = nlp.pipe((r["text"] for r in rows), batch_size=batch_size)
+    pairs = [(r.get("records", []), doc._.incidents or []) for r, doc in zip(rows, docs)]
+    return score_records(pairs, canonicalise=canonicalise if canonicalise is not None else default_canonicaliser())
