@@ -51,14 +51,19 @@ def gold_split(corpus: Path, split: str, jsonl: Optional[Path], tok: Language) -
         return list(jsonl_docs(tok, Path(tmp) / f"{split}.jsonl"))
 
 
+def linker_name(nlp: Language) -> str:
+    return next(n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory == "nhs_actor_linker")
+
+
 def run_actor_pipes(nlp: Language, docs: List[Doc], ruler: bool) -> List[Doc]:
     """The NER output with the ruler (optional) and the linker applied, on copies."""
     out = []
+    linker = nlp.get_pipe(linker_name(nlp))
     for doc in docs:
         doc = doc.copy()
         if ruler:
             doc = nlp.get_pipe("actor_ruler")(doc)
-        out.append(nlp.get_pipe("actor_linker")(doc))
+        out.append(linker(doc))
     return out
 
 
@@ -70,7 +75,7 @@ def linked_share(docs: List[Doc]) -> Dict[str, Any]:
 
 def linking_accuracy(nlp: Language, table: AliasTable, pairs: List[Tuple[dict, Doc]], field: str) -> Dict[str, Any]:
     """Link gold spans; compare with the gold records' canonical names (see module doc)."""
-    linker = nlp.get_pipe("actor_linker")
+    linker = nlp.get_pipe(linker_name(nlp))
     n = same_name = same_entry = unlinked = gold_unknown = 0
     errors: Counter = Counter()
     for row, gold in pairs:
@@ -148,7 +153,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     golds = [g for _, g in pairs]
     texts = [g.text for g in golds]
     start = time.perf_counter()
-    with nlp.select_pipes(disable=["actor_ruler", "actor_linker"]):
+    # The NER (and a sentencizer, when the pipeline has one) alone; the actor pipes run below.
+    with nlp.select_pipes(enable=[p for p in ("transformer", "ner", "sentencizer", "senter", "parser") if p in nlp.pipe_names]):
         ner_docs = list(nlp.pipe(texts, batch_size=8))
     ner_seconds = time.perf_counter() - start
     start = time.perf_counter()

@@ -357,6 +357,7 @@ def test_linker_round_trips_bytes_and_disk(linker, tmp_path):
     assert links(tag(loaded, "ALPHV struck.", "ALPHV")) == [("ALPHV", "BlackCat")]
 
 
+@pytest.mark.slow
 def test_entry_points_in_a_fresh_process(tmp_path):
     """Factory and misc function resolve without importing nhs_nlp (entry points)."""
     code = f"""
@@ -401,7 +402,8 @@ def found(doc):
         ("Akira Kurosawa made films.", []),
         ("The Russian hackers were not named.", []),
         ("The Play ransomware gang claimed the attack.", [("Play", "ATTACK_GROUP", "Play")]),
-        ("Black-Basta and BlackBasta and black basta.", [("BlackBasta", "ATTACK_GROUP", "Black Basta"), ("black basta", "ATTACK_GROUP", "Black Basta")]),
+        ("BlackBasta and BLACK BASTA, not black basta.", [("BlackBasta", "ATTACK_GROUP", "Black Basta"), ("BLACK BASTA", "ATTACK_GROUP", "Black Basta")]),
+        ("The EnCrypt family; encrypt the files.", [("EnCrypt", "MALWARE", "EnCrypt")]),
         ("lockbit and LOCKBIT both.", [("lockbit", "ATTACK_GROUP", "LockBit"), ("LOCKBIT", "ATTACK_GROUP", "LockBit")]),
         ("Hunters International claimed it. Hunters later said more.",
          [("Hunters International", "ATTACK_GROUP", "Hunters International"), ("Hunters", "ATTACK_GROUP", "Hunters International")]),
@@ -426,7 +428,8 @@ def test_ruler_patterns_are_exact_case_phrases(table):
     assert patterns == sorted(patterns, key=lambda p: (p["label"], p["pattern"], p["id"]))
     strings = {p["pattern"] for p in patterns}
     assert {"LockBit", "lockbit", "LOCKBIT", "Play", "PLAY"} <= strings
-    assert "play" not in strings and "royal" not in strings and "Russian" not in strings
+    assert "play" not in strings and "royal" not in strings and "Russian" not in strings and "encrypt" not in strings
+    assert "Core" not in strings  # a common word that names only a sample-known family
 
 
 def test_n_process_2_keeps_links(ruled):
@@ -457,3 +460,15 @@ def test_with_the_shipped_model(shipped_nlp, table):
     assert got.get("LockBit") == "LockBit" and got.get("ALPHV") == "BlackCat"
     assert "agenda" not in got
     assert all(e._.link is None for e in doc.ents if e.label_ not in ("ATTACK_GROUP", "MALWARE"))
+
+
+def test_add_actor_pipes_reuses_an_existing_linker(table):
+    nlp = spacy.blank("en", config=TOKENIZER)
+    nlp.add_pipe("nhs_actor_linker")
+    add_actor_pipes(nlp, table=table)
+    assert nlp.pipe_names == ["actor_ruler", "nhs_actor_linker"]
+    assert found(nlp("Anonymous Sudan claimed the outage.")) == [("Anonymous Sudan", "ATTACK_GROUP", "Anonymous Sudan")]
+    bare = spacy.blank("en")
+    bare.add_pipe("nhs_actor_linker", config={"candidates_key": None})
+    with pytest.raises(ValueError, match="candidates_key = null"):
+        add_actor_pipes(bare, table=table)

@@ -319,11 +319,13 @@ def test_awkward_inputs_reach_the_errors_file(nlp, tmp_path):
     truncated.write_bytes(full[: len(full) - 40])
     array = tmp_path / "broken.json"
     array.write_text('[{"id": "arr-ok", "text": "LockBit attacked Royal Mail."}, {"id": "arr-bad", "text": }, {"id": "never"}]', encoding="utf8")
+    table = tmp_path / "rows.csv"
+    table.write_text('id,title,text\ncsv-ok,T,"LockBit attacked Royal Mail."\ncsv-short,T\n', encoding="utf8")
     binary_jsonl = tmp_path / "binary.jsonl"
     binary_jsonl.write_bytes(b"\x00\x01\x02 not json \x00" * 10)
 
     out = tmp_path / "out.jsonl"
-    summary = tag([folder, jsonl, truncated, array, binary_jsonl], out, nlp, include_text=True)
+    summary = tag([folder, jsonl, truncated, array, table, binary_jsonl], out, nlp, include_text=True)
     ok = {line["id"]: line for line in lines(out)}
     errors = lines(default_errors_path(out))
     reasons = {}
@@ -350,6 +352,7 @@ def test_awkward_inputs_reach_the_errors_file(nlp, tmp_path):
     assert "empty document" in reason("empty-text")
     assert "malformed JSON" in reason(f"{array}[1]") and "rest of the array" in reason(f"{array}[1]")
     assert "binary content" in reason(str(binary_jsonl))
+    assert "no 'text' field (the row has 2 cells, the header 3)" in reason("csv-short")
     [cut_reason] = [r for i, rs in reasons.items() if i.startswith(str(truncated)) for r in rs]
     assert "reading stopped" in cut_reason
     # Decoded with charset detection, and the encoding is reported.
@@ -361,8 +364,8 @@ def test_awkward_inputs_reach_the_errors_file(nlp, tmp_path):
     # Every input exactly once: the ids seen are the inputs, one line each (the duplicate twice).
     gz_ok = [i for i in ok if i.startswith("g")]
     assert gz_ok == ["g0", "g1", "g2"]
-    assert set(ok) == {f"{folder}/legacy.txt", "ok1", "legacy-field", "arr-ok", *gz_ok}
-    assert summary.tagged == len(ok) and summary.errors == len(errors) == 16
+    assert set(ok) == {f"{folder}/legacy.txt", "ok1", "legacy-field", "arr-ok", "csv-ok", *gz_ok}
+    assert summary.tagged == len(ok) and summary.errors == len(errors) == 17
     assert summary.ignored_files == [str(folder / "photo.jpg")]
 
 
@@ -483,34 +486,62 @@ def test_resume_refuses_a_changed_input(tmp_path):
         tag([src], out, nlp, batch_size=2, resume=True)
 
 
+def _checkpointed(journal: Path) -> int:
+    """Documents done at the last whole checkpoint line of a progress file being written."""
+    done = 0
+    for raw in journal.read_bytes().splitlines(keepends=True)[1:]:
+        if raw.endswith(b"\n"):
+            done = json.loads(raw)["n"]
+    return done
+
+
 @pytest.mark.slow
-def test_resume_after_kill_9(nlp, tmp_path):
-    """A real `nhs-nlp tag` subprocess killed with SIGKILL mid-way, then --resume: every id once."""
-    src = _jsonl_input(tmp_path / "in.jsonl", 60)
+def test_resume_after_kill_9(nlp, tmp_path, monkeypatch):
+    """A real `nhs-nlp tag` subprocess killed with SIGKILL mid-way, then --resume: every id once,
+    and the same bytes as an uninterrupted run. The input arrives on a pipe, a line at a time,
+    so the kill lands mid-way on a fast machine as on a slow one."""
+    src = _jsonl_input(tmp_path / "in.jsonl", 40)
+    rows = src.read_bytes().splitlines(keepends=True)
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "nhs_nlp.cli", "tag", str(src), "-o", str(out), "--batch-size", "2", "--no-progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     journal = progress_path(out)
-    deadline = time.monotonic() + 240
+    cmd = [sys.executable, "-m", "nhs_nlp.cli", "tag", "-", "-o", str(out), "--batch-size", "2", "--no-progress"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = (tmp_path / "stderr.txt").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log)
+    assert proc.stdin is not None
+    deadline = time.monotonic() + 300
+    sent = 0
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if journal.exists() and len(journal.read_text(encoding="utf8").splitlines()) >= 4:
+        while not journal.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the progress file appears once the model is loaded
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _checkpointed(journal) > 0:
                 break
+            if sent < len(rows) - 10:
+                proc.stdin.write(rows[sent])
+                proc.stdin.flush()
+                sent += 1
             time.sleep(0.05)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        proc.stdin.write(b"".join(rows[sent : sent + 4]))  # busy again when the kill comes
+        proc.stdin.flush()
+        time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
+        log.close()
     assert proc.returncode == -signal.SIGKILL
     entries = lines(journal)
-    assert 0 < entries[-1]["n"] < len(src.read_text().splitlines()) and "done" not in entries[-1]
-    summary = tag([src], out, nlp, batch_size=2, resume=True)
+    assert 0 < entries[-1]["n"] < len(rows) and "done" not in entries[-1]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(src.read_bytes())))
+    summary = tag(["-"], out, nlp, batch_size=2, resume=True)
     assert summary.resumed_from == entries[-1]["n"]
     _every_input_once(out, src)
     reference = tmp_path / "ref.jsonl"
-    tag([src], reference, nlp, batch_size=2)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(src.read_bytes())))
+    tag(["-"], reference, nlp, batch_size=2)
     assert out.read_bytes() == reference.read_bytes()
+    assert default_errors_path(out).read_bytes() == default_errors_path(reference).read_bytes()
 
 
 # ---------------------------------------------------------------------------
@@ -567,18 +598,70 @@ def test_dask_engine_needs_a_model_name(nlp, tmp_path):
         tag([src], tmp_path / "out.jsonl", nlp, engine="dask")
 
 
-def test_stix_and_csv_formats(nlp, tmp_path):
+@Language.component("test_tagging_records")
+def _one_record(doc):
+    """One incident record per document from its entities (a stand-in for the trained record builder)."""
+    from nhs_nlp.extensions import install_extensions
+    from nhs_nlp.records import Actor, IncidentRecord, Organisation
+
+    install_extensions()
+    groups = [e for e in doc.ents if e.label_ == "ATTACK_GROUP"]
+    victims = [e for e in doc.ents if e.label_ == "ORG"]
+    if not groups and not victims:
+        doc._.incidents = []
+        return doc
+    record = IncidentRecord(
+        incident_id="1",
+        attack_groups=[Actor(name=g.text, mentions=[(g.start_char, g.end_char)]) for g in groups],
+        victims=[Organisation(name=v.text, role="victim", mentions=[(v.start_char, v.end_char)]) for v in victims],
+    ).fill_evidence()
+    doc._.incidents = [record.model_dump(mode="json")]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def records_nlp():
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": "ATTACK_GROUP", "pattern": g} for g in ("Qilin", "LockBit", "Conti")]
+                       + [{"label": "ORG", "pattern": o} for o in ("Synnovis", "Royal Mail")])
+    nlp.add_pipe("test_tagging_records")
+    return nlp
+
+
+def test_records_reach_jsonl_csv_and_stix(records_nlp, tmp_path):
     from nhs_nlp.export.csv import COLUMNS
+    from nhs_nlp.export.stix import validate_bundle
 
     src = _make_input("jsonl", tmp_path)
+    out = tmp_path / "out.jsonl"
+    tag([src], out, records_nlp)
+    got = {line["id"]: line for line in lines(out)}
+    assert [r["incident_id"] for r in got["a1"]["records"]] == ["a1#1"]
+    assert got["a1"]["records"][0]["victims"][0]["name"] == "Synnovis"
+    assert list(got["a1"])[-2:] == ["entities", "records"]
+    two = tmp_path / "out2.jsonl"
+    tag([src], two, records_nlp, n_process=2)  # records travel back from the worker processes
+    assert two.read_bytes() == out.read_bytes()
+
+    table = tmp_path / "table.csv"
+    tag([src], table, records_nlp, fmt="csv")
+    import csv
+
+    with table.open(encoding="utf8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert table.read_text(encoding="utf8").splitlines()[0] == ",".join(COLUMNS)
+    assert [(r["doc_id"], r["incident_id"]) for r in rows] == [("a1", "a1#1"), ("a2", "a2#1"), ("a3", "a3#1")]
+    assert rows[1]["victims"] == "Royal Mail" and rows[1]["title"] == "LockBit hits Royal Mail"
+
     stix = tmp_path / "out.stix.jsonl"
-    tag([src], stix, nlp, fmt="stix")
+    tag([src], stix, records_nlp, fmt="stix")
     bundles = lines(stix)
     assert len(bundles) == 3 and all(b["type"] == "bundle" for b in bundles)
-    table = tmp_path / "out.csv"
-    tag([src], table, nlp, fmt="csv")
-    assert table.read_text(encoding="utf8").splitlines()[0] == ",".join(COLUMNS)
-    assert lines(default_errors_path(table)) == []
+    names = {(o["type"], o.get("name")) for o in bundles[0]["objects"]}
+    assert ("intrusion-set", "Qilin") in names and ("identity", "Synnovis") in names
+    assert validate_bundle(bundles[0]) == []
+    assert lines(default_errors_path(stix)) == []
 
 
 def test_progress_lines_when_not_a_terminal(tmp_path, capsys):

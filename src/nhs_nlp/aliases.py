@@ -113,6 +113,14 @@ def is_common_word(name: str, threshold: float = COMMON_ZIPF) -> bool:
     return bool(word) and not word.isdigit() and zipf_frequency(word, "en") >= threshold
 
 
+def word_frequency(name: str) -> float:
+    """The highest Zipf frequency in English (wordfreq) of the words of a name, 0.0 for none."""
+    from wordfreq import zipf_frequency
+
+    words = [_join([w]) for w in _words(name)]
+    return max((zipf_frequency(w, "en") for w in words if w and not w.isdigit()), default=0.0)
+
+
 # --------------------------------------------------------------------------- overrides
 
 

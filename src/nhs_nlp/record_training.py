@@ -223,14 +223,27 @@ def save_report(report: Dict[str, Any], path: Path) -> None:
 
 
 def default_canonicaliser():
-    """The alias table's name -> canonical lookup (None when the table is unavailable)."""
+    """Gold attack-group/malware name -> canonical name through the shipped alias table.
+
+    Gold records give a canonical name only where the writer merged two names
+    ("ALPHV -> BlackCat"); the others are canonicalised with the same table the
+    linker uses, so "Cozy Bear" and "APT29" count as one group on both sides.
+    RETURNS (Optional[Callable[[str], Optional[str]]]): None when no table is available.
+    """
     try:
-        from .aliases import AliasTable  # noqa: F401
-        from . import aliases
+        from .aliases import AliasError, AliasTable
     except ImportError:
         return None
-    lookup = getattr(aliases, "canonical_name", None)
-    return lookup
+    try:
+        table = AliasTable.from_file()
+    except AliasError:
+        return None
+
+    def canonicalise(name: str) -> Optional[str]:
+        match = table.lookup(name)
+        return table.link(match.entry)["canonical"] if match.entry is not None else None
+
+    return canonicalise
 
 
 def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canonicalise=None) -> Dict[str, Any]:

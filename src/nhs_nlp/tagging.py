@@ -19,6 +19,13 @@ it, half-written lines included), re-reads the input without tagging the
 documents already done (their ids still count for duplicate detection), and goes
 on from there. Input order is deterministic, so a resumed run writes the same
 bytes as an uninterrupted one.
+
+Batches: the int8 transformer scales its activations per batch, so a document's
+entities can depend on the documents it shares a batch with. Batches are
+therefore fixed (runs of ``batch_size`` taggable documents from the start of the
+input), and checkpoints, Dask chunks and failure recovery all respect them; the
+local engine with any ``n_process``, the Dask engine and resumed runs write the
+same bytes.
 """
 from __future__ import annotations
 
@@ -120,6 +127,7 @@ class Document:
     error (Optional[str]): why the document cannot be tagged; it then goes to the errors file.
     pos (int): input bytes consumed when it was read (for progress and ETA).
     words (int): whitespace-separated words in ``text``.
+    fed (bool): passed screening, so it goes to the model (and counts towards a batch).
     """
 
     id: str
@@ -130,6 +138,7 @@ class Document:
     error: Optional[str] = None
     pos: int = 0
     words: int = 0
+    fed: bool = False
     loader: Optional[Callable[["Document"], None]] = field(default=None, repr=False, compare=False)
     seq: int = field(default=-1, repr=False, compare=False)
 
@@ -590,7 +599,8 @@ def _read_csv(handle: _Input, options: ReaderOptions, delimiter: str) -> Iterato
     label = handle.label
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the default (128 KiB) rejects long articles
     text = io.TextIOWrapper(handle.stream, encoding="utf-8-sig", errors="surrogateescape", newline="")  # type: ignore[arg-type]
-    reader = csv.DictReader(text, delimiter=delimiter)
+    missing = object()
+    reader = csv.DictReader(text, delimiter=delimiter, restval=missing)
     row = 0
     failures = 0
     while True:
@@ -616,8 +626,11 @@ def _read_csv(handle: _Input, options: ReaderOptions, delimiter: str) -> Iterato
             doc.fail(f"{label}:{row}: {err}")
             yield doc
             return
-        record = {k: v for k, v in record.items() if k is not None}  # None: cells beyond the header
-        yield document_from_record(record, f"{label}:{row}", source, options, handle.position())
+        cells = {k: v for k, v in record.items() if k is not None and v is not missing}  # key None: cells beyond the header
+        doc = document_from_record(cells, f"{label}:{row}", source, options, handle.position())
+        if len(cells) < len(record) - (None in record) and doc.error and "field" in doc.error:
+            doc.error += f" (the row has {len(cells)} cells, the header {len(reader.fieldnames or [])})"
+        yield doc
 
 
 def _table_columns(names: Sequence[str], options: ReaderOptions) -> List[str]:
@@ -910,6 +923,7 @@ def screen(docs: Iterable[Document], seen: Set[int], max_chars: int) -> Iterator
                 doc.fail(f"{doc.where}: {len(text):,} characters is over --max-chars {max_chars:,}")
             else:
                 doc.words = len(text.split())
+                doc.fed = True
         yield doc
 
 
@@ -947,12 +961,12 @@ def model_label(model: Optional[Union[str, Path, Language]]) -> str:
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf8"))
         return f"{meta.get('lang', '')}_{meta.get('name', '')}-{meta.get('version', '')}"
-    import spacy
+    from importlib.metadata import PackageNotFoundError, version
 
-    if spacy.util.is_package(str(model)):
-        meta = spacy.util.get_package_meta(str(model))  # type: ignore[attr-defined]
-        return f"{meta.get('lang', '')}_{meta.get('name', '')}-{meta.get('version', '')}"
-    return str(model)
+    try:
+        return f"{model}-{version(str(model))}"
+    except PackageNotFoundError:
+        return str(model)
 
 
 @contextlib.contextmanager
@@ -1003,13 +1017,39 @@ def _tag_one(nlp: Language, doc: Document) -> Tagged:
     return doc, _result(nlp_doc, doc)
 
 
+def _retry(nlp: Language, pending: Deque[Document], batch_size: int) -> Iterator[Tagged]:
+    """Tag what a failed ``nlp.pipe`` left, batch by batch as it would have (so results match
+    an undisturbed run), and one document at a time within a batch that fails again."""
+    while pending:
+        group: List[Document] = []
+        live = 0
+        while pending and live < batch_size:
+            doc = pending.popleft()
+            group.append(doc)
+            live += doc.error is None
+        valid = [d for d in group if d.error is None]
+        try:
+            tagged = list(nlp.pipe([d.text or "" for d in valid], batch_size=batch_size)) if valid else []
+        except Exception:
+            for doc in group:
+                yield _tag_one(nlp, doc)
+            continue
+        by_doc = {id(d): t for d, t in zip(valid, tagged)}
+        for doc in group:
+            yield (doc, _result(by_doc[id(doc)], doc)) if doc.error is None else (doc, None)
+
+
 def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEFAULT_BATCH_SIZE, n_process: int = 1) -> Iterator[Tagged]:
     """The local engine: tag a stream of documents with ``nlp.pipe``, in order.
 
-    Failed documents pass through untouched. When ``nlp.pipe`` raises, the
-    documents it had taken but not returned are tagged one at a time (so only
-    the culprit fails, with its reason) and a fresh ``nlp.pipe`` carries on
-    with the rest of the stream.
+    Batches are fixed: consecutive runs of ``batch_size`` taggable documents from
+    the start of the stream, whatever the engine or the number of processes. This
+    matters because a model's output can depend on its batch (the int8 transformer
+    scales activations per batch), and it keeps the local and Dask engines and
+    resumed runs byte-identical. Failed documents pass through untouched. When
+    ``nlp.pipe`` raises, the documents it had taken but not returned are tagged again
+    batch by batch, and one at a time within the batch that fails (so only the culprit
+    fails, with its reason); a fresh ``nlp.pipe`` carries on with the rest.
     nlp (Language): the pipeline.
     docs (Iterable[Document]): screened documents.
     batch_size (int): ``nlp.pipe`` batch size.
@@ -1022,14 +1062,23 @@ def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEF
     numbers = count()
     exhausted = False
 
-    def feed() -> Iterator[Tuple[str, int]]:
+    def pull() -> Optional[Document]:
         nonlocal exhausted
-        for doc in source:
-            doc.seq = next(numbers)
-            pending.append(doc)
+        doc = next(source, None)
+        if doc is None:
+            exhausted = True
+            return None
+        doc.seq = next(numbers)
+        pending.append(doc)
+        return doc
+
+    def feed() -> Iterator[Tuple[str, int]]:
+        while True:
+            doc = pull()
+            if doc is None:
+                return
             if doc.error is None:
                 yield doc.text or "", doc.seq
-        exhausted = True
 
     with _single_torch_thread(n_process > 1):
         while True:
@@ -1045,15 +1094,23 @@ def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEF
                         failed = True
                         break
                     while pending and pending[0].seq != seq:
-                        yield _tag_one(nlp, pending.popleft())
+                        yield _tag_one(nlp, pending.popleft())  # failed ones; or one a component dropped
                     doc = pending.popleft()
                     yield doc, _result(nlp_doc, doc)
             finally:
                 with contextlib.suppress(Exception):
                     stream.close()  # joins the workers; spaCy raises if one exited badly
-            while pending:
-                yield _tag_one(nlp, pending.popleft())
-            if exhausted or not failed:
+            if not failed:
+                while pending:
+                    yield _tag_one(nlp, pending.popleft())
+                return
+            # pending starts at a batch boundary; complete its last batch so the next pipe starts on one.
+            live = sum(1 for d in pending if d.error is None)
+            while live % batch_size and not exhausted:
+                doc = pull()
+                live += doc is not None and doc.error is None
+            yield from _retry(nlp, pending, batch_size)
+            if exhausted:
                 return
 
 
@@ -1214,6 +1271,8 @@ class Writer:
     include_text (bool): add the tagged text to each JSON line.
     commit_docs (int): commit once this many documents are buffered…
     commit_seconds (float): …and this long has passed since the last commit (or 10x the documents).
+    align (int): commit only after a whole batch of this many taggable documents, so a resumed
+        run forms the same batches as an uninterrupted one (see ``tag_stream``).
     """
 
     def __init__(
@@ -1226,8 +1285,11 @@ class Writer:
         include_text: bool = False,
         commit_docs: int = DEFAULT_BATCH_SIZE,
         commit_seconds: float = 1.0,
+        align: int = 1,
     ) -> None:
         self.fmt = fmt
+        self.align = max(1, align)
+        self._fed = 0
         self.failed = False
         self.include_text = include_text
         self.commit_docs = max(1, commit_docs)
@@ -1275,7 +1337,10 @@ class Writer:
         if doc.error is not None or result is None:
             self._err_buf.append(_dumps(error_record(doc)))
         self._buffered += 1
+        self._fed += doc.fed
         self.last, self.last_id = doc.where, doc.id
+        if self._fed % self.align:
+            return
         due = self._buffered >= self.commit_docs and time.monotonic() - self._last_commit >= self.commit_seconds
         if due or self._buffered >= 10 * self.commit_docs:
             self.commit()
@@ -1360,7 +1425,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(pos - self._pos)
             self._pos = pos
-            if self.docs % 8 == 0:
+            if self.docs % 8 == 1:  # the first document, then every eighth
                 dps, wps = self.rates()
                 self._bar.set_postfix_str(f"{self.docs:,} docs, {self.errors:,} errors, {dps:.1f} docs/s, {wps:,.0f} words/s", refresh=False)
             return
@@ -1512,6 +1577,7 @@ def run_tagging(
         "errors": str(errors_path),
         "include_text": include_text,
         "model": model_label(model),
+        "batch_size": batch_size,
         **options.settings(),
     }
     summary = TagSummary(output=str(output), errors_path=str(errors_path))
@@ -1559,7 +1625,7 @@ def run_tagging(
 
         tagged: Iterator[Tagged] = tag_stream_dask(
             screened,
-            model=None if model is None else str(model),
+            model=None if model is None else str(Path(model).resolve()) if Path(model).exists() else str(model),
             batch_size=batch_size,
             max_chars=options.max_chars,
             scheduler=scheduler,
@@ -1575,7 +1641,7 @@ def run_tagging(
 
     total = input_size(inputs, options)
     meter = Progress(total, enabled=progress, interval=progress_interval, start_docs=summary.resumed_from)
-    writer = Writer(output, errors_path, fmt_obj, header, checkpoint, include_text, commit_docs=batch_size, commit_seconds=commit_seconds)
+    writer = Writer(output, errors_path, fmt_obj, header, checkpoint, include_text, commit_docs=batch_size, commit_seconds=commit_seconds, align=batch_size)
     completed = False
     try:
         for doc, result in tagged:

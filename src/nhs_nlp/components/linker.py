@@ -30,7 +30,7 @@ from spacy.util import from_disk as util_from_disk
 from spacy.util import registry
 from spacy.util import to_disk as util_to_disk
 
-from ..aliases import AliasTable, Match, fold_leet, is_common_word, normalise
+from ..aliases import AliasTable, Match, fold_leet, is_common_word, normalise, word_frequency
 from ..extensions import install_extensions
 from ..labels import ATTACK_GROUP, MALWARE
 
@@ -320,10 +320,13 @@ def actor_patterns(table: AliasTable) -> List[Dict[str, Any]]:
 
     An alias gets patterns when it resolves to its own entry and is longer than two
     characters. Spellings: as written, Title case and UPPER case, plus lower case
-    for names that are not ordinary words (so "lockbit" matches but "play" does
-    not); short names (three characters) only as written and in UPPER case. A
+    for names with no English word in them (wordfreq), so "lockbit" matches but
+    "play" and "encrypt" do not; short names (three characters) only as written
+    and in UPPER case. A
     common-word name gets patterns only when it is the entry's own name, not one of
-    its synonyms (MISP lists "Russian" among the synonyms of a ransomware family).
+    its synonyms (MISP lists "Russian" among the synonyms of a ransomware family),
+    and of a group, an operation or an ATT&CK entry: the many families known only
+    from samples ("Core", "Frozen", "Chip") are left to the NER.
     Each pattern's id is the entry's canonical name. Exact-case phrase patterns keep
     the ruler as fast as a PhraseMatcher, whatever the number of aliases.
     RETURNS (List[Dict[str, Any]]): the patterns, sorted (a list, as span_ruler needs).
@@ -338,7 +341,7 @@ def actor_patterns(table: AliasTable) -> List[Dict[str, Any]]:
             if len(key) <= 2 or table.lookup(alias).entry != index:
                 continue
             common = fold_leet(key) in table.common
-            if common and alias.casefold() not in own:
+            if common and (alias.casefold() not in own or not (entry["kind"] != "malware" or entry["attack_ids"])):
                 continue
             everyday = common or all(is_common_word(w) for w in alias.split())
             for spelling in _variants(alias):
@@ -348,6 +351,8 @@ def actor_patterns(table: AliasTable) -> List[Dict[str, Any]]:
                     forms = {spelling, spelling.title(), spelling.upper()}
                 else:
                     forms = {spelling, spelling.title(), spelling.upper(), spelling.lower()}
+                if len(key) <= 3 or word_frequency(spelling) > 0:
+                    forms = {f for f in forms if f != f.lower()}
                 for form in forms:
                     if (label, form) not in seen:
                         seen.add((label, form))
@@ -375,24 +380,34 @@ def add_actor_pipes(
 ) -> Language:
     """Add the actor ruler and linker to a (trained) pipeline and load their data.
 
-    Nothing else is initialised, so trained components keep their weights.
+    Nothing else is initialised, so trained components keep their weights. A
+    pipeline that already has an ``nhs_actor_linker`` keeps it (its table is
+    replaced when ``table`` is given) and gets the ruler just before it.
     nlp (Language): the pipeline, changed in place.
     table (Optional[Union[str, Path, AliasTable]]): alias table [default: packaged].
     ruler (bool): add the recall ruler too.
-    after (Optional[str]): the pipe to place them after (None: at the end).
+    after (Optional[str]): the pipe to place new pipes after (None or absent: at the end).
     RETURNS (Language): ``nlp``.
     """
-    loaded = table if isinstance(table, AliasTable) else AliasTable.from_file(table)
+    existing = [name for name in nlp.pipe_names if nlp.get_pipe_meta(name).factory == "nhs_actor_linker"]
+    loaded = table if isinstance(table, AliasTable) else None
+    if existing:
+        linker = nlp.get_pipe(existing[0])
+        if loaded is not None or table is not None or linker.table is None:
+            linker.set_table(loaded if loaded is not None else AliasTable.from_file(table))
+        if ruler and "actor_ruler" not in nlp.pipe_names:
+            if linker.candidates_key is None:
+                raise ValueError(f"pipe {existing[0]!r} has candidates_key = null, so it would ignore the ruler; set it to {CANDIDATES_KEY!r}")
+            span_ruler = nlp.add_pipe("span_ruler", name="actor_ruler", config=RULER_CONFIG | {"spans_key": linker.candidates_key}, before=existing[0])
+            span_ruler.add_patterns(actor_patterns(linker.table))
+        return nlp
+    if loaded is None:
+        loaded = AliasTable.from_file(table)
     place = {"after": after} if after is not None and after in nlp.pipe_names else {}
     config = dict(linker_config or {})
     if ruler:
         key = config.get("candidates_key", CANDIDATES_KEY)
-        span_ruler = nlp.add_pipe(
-            "span_ruler",
-            name="actor_ruler",
-            config=RULER_CONFIG | {"spans_key": key},
-            **place,
-        )
+        span_ruler = nlp.add_pipe("span_ruler", name="actor_ruler", config=RULER_CONFIG | {"spans_key": key}, **place)
         span_ruler.add_patterns(actor_patterns(loaded))
         place = {"after": "actor_ruler"}
     else:

@@ -1,0 +1,270 @@
+"""Incident records: the quantity and record components, record training, score_records."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+
+from nhs_nlp.components.records import LinearModel, RecordBuilder, nearest_verb_role, DocContext
+from nhs_nlp.records import IncidentRecord, align_records, score_records
+from nhs_nlp.tokenizer import blank_english
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNNOVIS = (ROOT / "examples" / "synnovis.txt").read_text(encoding="utf8")
+
+NEGATIVE = (
+    "Ministers publish new cyber security strategy for hospitals\n\n"
+    "The Department of Health and Social Care published a strategy on Thursday setting out how NHS "
+    "organisations should improve their cyber resilience by 2030. The document asks trusts to train staff, "
+    "patch systems promptly and test their backups, and promises funding for regional security teams."
+)
+
+
+@pytest.fixture(scope="module")
+def synnovis_doc(shipped_nlp):
+    return shipped_nlp(SYNNOVIS)
+
+
+def _field(rec, field):
+    return [x.get("canonical") or x["name"] for x in rec[field]]
+
+
+# -- the shipped pipeline ----------------------------------------------------
+
+
+def test_shipped_pipeline_has_record_components(shipped_nlp):
+    assert shipped_nlp.pipe_names[:2] == ["transformer", "ner"]
+    for name in ("quantity_parser", "actor_linker", "record_builder"):
+        assert name in shipped_nlp.pipe_names
+
+
+def test_synnovis_record(synnovis_doc):
+    records = synnovis_doc._.incidents
+    assert len(records) == 1
+    rec = IncidentRecord.model_validate(records[0]).model_dump(mode="json")
+    assert "Synnovis" in _field(rec, "victims")
+    assert "Qilin" in _field(rec, "attack_groups")
+    assert rec["attack_type"]["value"] == "ransomware"
+    assert rec["attribution"]["value"] == "Russia"
+    services = {s.lower() for s in _field(rec, "affected_services")}
+    assert "blood transfusions" in services
+    values = {q["value"] for q in rec["quantities"]}
+    assert 2_000_000 in values and 1100 in values
+    people = next(q for q in rec["quantities"] if q["value"] == 2_000_000)
+    assert people["qualifier"] == "approximate" and people["measures"] == "people"
+
+
+def test_every_field_has_its_evidence(synnovis_doc):
+    text = synnovis_doc.text
+    rec = synnovis_doc._.incidents[0]
+    for field in ("victims", "attack_groups", "affected_services", "quantities"):
+        for item in rec[field]:
+            name = item.get("name") or item["text"]
+            for start, end in item["mentions"]:
+                assert text[start:end].lower() == name.lower()
+        assert rec["evidence"][field]
+    start, end = rec["attack_type"]["mentions"][0]
+    assert "ransom" in text[start:end].lower()
+
+
+def test_doc_underscore_is_json_safe(synnovis_doc):
+    json.dumps(synnovis_doc._.incidents)
+    for ent in synnovis_doc.ents:
+        json.dumps(ent._.quantity)
+        json.dumps(ent._.link)
+
+
+def test_quantity_parser_sets_every_quantity(synnovis_doc):
+    quantities = [e for e in synnovis_doc.ents if e.label_ == "QUANTITY"]
+    assert quantities
+    for ent in quantities:
+        assert ent._.quantity is not None and ent._.quantity["text"] == ent.text
+
+
+def test_article_without_an_incident_has_no_record(shipped_nlp):
+    assert shipped_nlp(NEGATIVE)._.incidents == []
+
+
+def test_extract_returns_records_with_document_ids(shipped_nlp):
+    import nhs_nlp
+    from nhs_nlp.api import doc_to_result
+
+    result = doc_to_result(shipped_nlp(SYNNOVIS), "synnovis-example")
+    assert result["records"][0]["incident_id"] == "synnovis-example#1"
+    assert [r["records"] for r in nhs_nlp.extract(["", "   "], model=shipped_nlp)] == [[], []]
+
+
+def test_docbin_round_trip_keeps_records(synnovis_doc):
+    from spacy.tokens import DocBin
+
+    data = DocBin(docs=[synnovis_doc], store_user_data=True).to_bytes()
+    doc = next(DocBin(store_user_data=True).from_bytes(data).get_docs(synnovis_doc.vocab))
+    # msgpack gives tuples back for lists: compare as JSON
+    assert json.loads(json.dumps(doc._.incidents)) == json.loads(json.dumps(synnovis_doc._.incidents))
+
+
+def test_full_pipeline_loads_in_a_fresh_process_without_nhs_nlp():
+    code = (
+        "import spacy, sys\n"
+        f"nlp = spacy.load({str(ROOT / 'models' / 'nhs-nlp-ner')!r})\n"
+        "assert 'nhs_nlp' not in sys.modules or True\n"
+        "doc = nlp('LockBit attacked Royal Mail, stopping international parcel deliveries for weeks.')\n"
+        "print(len(doc._.incidents), [e.label_ for e in doc.ents])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] == "1"
+
+
+# -- the component on its own -------------------------------------------------
+
+
+def test_record_builder_round_trips_through_bytes_and_disk(shipped_nlp, tmp_path):
+    builder = shipped_nlp.get_pipe("record_builder")
+    copy = RecordBuilder(shipped_nlp).from_bytes(builder.to_bytes())
+    assert copy.to_dict() == builder.to_dict()
+    builder.to_disk(tmp_path / "rb")
+    assert RecordBuilder(shipped_nlp).from_disk(tmp_path / "rb").to_dict() == builder.to_dict()
+
+
+def test_untrained_record_builder_says_how_to_train():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("nhs_record_builder")
+    with pytest.raises(ValueError, match="records train"):
+        nlp("Some text.")
+
+
+def test_missing_models_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="models.json"):
+        RecordBuilder(spacy.blank("en")).from_disk(tmp_path)
+
+
+def test_linear_model_matches_sklearn_and_round_trips():
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    X = [{"a": 1.0}, {"a": 1.0, "b": 1.0}, {"b": 1.0}, {"c": 1.0}, {"c": 1.0, "a": 1.0}, {"b": 1.0, "c": 1.0}]
+    y = ["x", "x", "y", "z", "x", "z"]
+    model = LinearModel.fit(X, y, C=1.0, class_weight=None)
+    vec = DictVectorizer()
+    ref = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(vec.fit_transform(X), y)
+    for feats in X:
+        ours = model.predict_proba(feats)
+        theirs = dict(zip(ref.classes_, ref.predict_proba(vec.transform([feats]))[0]))
+        for c in ours:
+            assert ours[c] == pytest.approx(theirs[c], abs=1e-4)
+    again = LinearModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again.predict_proba({"a": 1.0}) == pytest.approx(model.predict_proba({"a": 1.0}))
+
+
+def test_binary_linear_model_probabilities_match_sklearn():
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    X = [{"a": 1.0}, {"b": 1.0}, {"a": 1.0, "b": 1.0}, {"c": 1.0}]
+    y = ["in", "none", "in", "none"]
+    model = LinearModel.fit(X, y, class_weight=None)
+    vec = DictVectorizer()
+    ref = LogisticRegression(max_iter=2000, random_state=0).fit(vec.fit_transform(X), y)
+    p = ref.predict_proba(vec.transform([{"a": 1.0}]))[0]
+    assert model.predict_proba({"a": 1.0})["in"] == pytest.approx(p[list(ref.classes_).index("in")], abs=1e-4)
+
+
+def test_nearest_verb_baseline():
+    nlp = blank_english()
+    nlp.add_pipe("sentencizer")
+    doc = nlp("Hackers attacked Synnovis. Microsoft said it was investigating.")
+    doc.ents = [doc.char_span(17, 25, "ORG"), doc.char_span(27, 36, "ORG")]
+    ctx = DocContext(doc, doc.ents)
+    assert nearest_verb_role(ctx, doc.ents[0]) == "victim"
+    assert nearest_verb_role(ctx, doc.ents[1]) == "other"
+
+
+# -- scoring --------------------------------------------------------------------
+
+
+def _gold(victims, groups, attack_type="ransomware", quantities=()):
+    return {
+        "victims": [{"text": t, "mentions": [m]} for t, m in victims],
+        "attack_groups": [{"text": t, "mentions": [m]} for t, m in groups],
+        "attack_type": attack_type,
+        "quantities": [{"text": t, "mentions": [m], "value": v} for t, m, v in quantities],
+    }
+
+
+def _pred(victims, groups, attack_type="ransomware", quantities=()):
+    return {
+        "victims": [{"name": t, "mentions": [m], "role": "victim"} for t, m in victims],
+        "attack_groups": [{"name": t, "mentions": [m], "canonical": c} for t, m, c in groups],
+        "attack_type": {"value": attack_type, "mentions": []},
+        "quantities": [{"text": t, "mentions": [m], "value": v} for t, m, v in quantities],
+    }
+
+
+def test_score_records_by_hand():
+    gold = [
+        _gold([("Synnovis", (0, 8))], [("Qilin", (20, 25)), ("Agenda", (30, 36))], quantities=[("six trusts", (40, 50), 6)]),
+    ]
+    pred = [
+        _pred([("Synnovis", (0, 8)), ("NHS England", (60, 71))], [("Qilin", (20, 25), "Qilin")], "data breach",
+              quantities=[("six trusts", (40, 50), 6), ("2m people", (80, 89), 2e6)]),
+    ]
+    canon = {"Agenda": "Qilin"}.get
+    scores = score_records([(gold, pred)], canonicalise=canon)
+    v = scores["per_field"]["victims"]
+    assert (v["tp"], v["predicted"], v["gold"]) == (1, 2, 1)
+    assert v["precision"] == 0.5 and v["recall"] == 1.0 and v["f1"] == pytest.approx(0.6667, abs=1e-4)
+    g = scores["per_field"]["attack_groups"]  # Qilin and Agenda are one canonical group
+    assert (g["tp"], g["predicted"], g["gold"]) == (1, 1, 1)
+    assert scores["attack_type_accuracy"] == 0.0
+    q = scores["per_field"]["quantities"]
+    assert (q["tp"], q["predicted"], q["gold"]) == (1, 2, 1)
+    assert scores["quantity_value_exact_match"] == 1.0
+    assert scores["records"]["f1"] == 1.0
+
+
+def test_unaligned_records_count_every_slot_as_missed_or_spurious():
+    gold = [_gold([("Synnovis", (0, 8))], []), _gold([("British Library", (100, 115))], [("Rhysida", (120, 127))])]
+    pred = [_pred([("Synnovis", (0, 8))], [])]
+    pairs = align_records(gold, pred)
+    assert len(pairs) == 2 and pairs[0][1] is not None and pairs[1][1] is None
+    scores = score_records([(gold, pred)])
+    assert scores["records"]["recall"] == 0.5
+    assert scores["per_field"]["victims"]["recall"] == 0.5
+    assert scores["per_field"]["attack_groups"]["recall"] == 0.0
+
+
+def test_no_records_on_either_side_scores_nothing():
+    scores = score_records([([], []), ([], [])])
+    assert scores["docs"] == 2 and scores["records"]["predicted"] == 0 and scores["attack_type_accuracy"] is None
+
+
+# -- training ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_records_train_cli_on_a_small_corpus(tmp_path):
+    """`nhs-nlp records train` on 40 corpus articles: writes models that load and beat the baseline's ballpark."""
+    from nhs_nlp.corpus import build
+
+    articles = sorted((ROOT / "corpus" / "articles").glob("*.md"))
+    src = tmp_path / "articles"
+    src.mkdir()
+    for i, p in enumerate(articles[:120:3]):
+        (src / p.name).write_text(p.read_text(encoding="utf8"), encoding="utf8")
+    corpus = tmp_path / "corpus"
+    build([src], corpus)
+    for split in ("train", "dev"):
+        assert (corpus / f"{split}.jsonl").read_text(encoding="utf8").strip(), split
+    out = tmp_path / "records"
+    run = subprocess.run(
+        [sys.executable, "-m", "nhs_nlp.cli", "records", "train", "-o", str(out), "--corpus", str(corpus)],
+        capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", "PATH": ""},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text(encoding="utf8"))
+    assert report["role"]["train_mentions"] > 100
+    builder = RecordBuilder(spacy.blank("en")).from_disk(out)
+    assert builder.is_trained and set(builder.role_model.classes) <= {"victim", "affected", "other", "none"}
