@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import spacy
 import yaml
-from spacy.tokens import Doc, Span
+from spacy.tokens import Span
 from typer.testing import CliRunner
 
 from nhs_nlp.aliases import (

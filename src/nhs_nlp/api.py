@@ -34,6 +34,14 @@ def quantize_transformer(nlp: Language) -> int:
 
     About 2.5x faster on CPU; the benchmark reports the accuracy it gives next to
     float32. For inference only: do not train or save the quantized pipeline.
+
+    Dynamic quantization picks one activation scale per batch of windows, so a
+    document's entities can differ slightly with the other documents in its
+    ``nlp.pipe`` batch (float32: identical up to ~1e-6). ``nhs-nlp tag`` forms
+    batches from the input order alone, so its output is reproducible; load with
+    ``quantize=False`` where each document must be tagged independently of its
+    neighbours. (Running each window alone makes int8 batch-independent but 4x
+    slower than batched int8, slower than float32, so it is not offered.)
     RETURNS (int): the number of torch modules quantized.
     """
     import torch

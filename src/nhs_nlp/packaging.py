@@ -86,13 +86,14 @@ def package_model(source: Path, dest: Path, training_info: Dict[str, Any], force
     return meta
 
 
-#: Components added after ``ner`` in the shipped pipeline, in order (factory, name).
+#: Components added after ``ner`` in the shipped pipeline, in order (factory, name);
+#: the actor ruler and linker come first (``components.linker.add_actor_pipes``).
 RECORD_PIPES = (
     ("sentencizer", "sentencizer"),
     ("nhs_quantity_parser", "quantity_parser"),
-    ("nhs_actor_linker", "actor_linker"),
     ("nhs_record_builder", "record_builder"),
 )
+ACTOR_PIPES = ("actor_ruler", "actor_linker")
 
 
 def add_record_components(pipeline_dir: Path, record_models: Path, dest: Path, force: bool = False,
@@ -100,9 +101,10 @@ def add_record_components(pipeline_dir: Path, record_models: Path, dest: Path, f
     """Write ``dest``: the NER pipeline at ``pipeline_dir`` followed by the record components.
 
     The transformer and ner folders are copied byte for byte (their weights do not
-    change); the new components are initialised (the linker from the alias table,
-    the record builder from ``record_models``, a folder written by ``nhs-nlp records
-    train``) and saved with the pipeline, so ``spacy.load(dest)`` needs nothing else.
+    change); the new components are initialised (the actor ruler and linker from
+    the packaged alias table, the record builder from ``record_models``, a folder
+    written by ``nhs-nlp records train``) and saved with the pipeline, so
+    ``spacy.load(dest)`` needs nothing else.
     RETURNS (Dict[str, Any]): the pipeline's component names and the meta written.
     """
     import json
@@ -111,18 +113,17 @@ def add_record_components(pipeline_dir: Path, record_models: Path, dest: Path, f
 
     import spacy
 
+    from .components.linker import add_actor_pipes
+
     pipeline_dir, dest = Path(pipeline_dir), Path(dest)
     if dest.exists() and not force and dest.resolve() != pipeline_dir.resolve():
         raise FileExistsError(f"{dest} exists; pass force to replace it")
-    nlp = spacy.load(pipeline_dir, exclude=[name for _, name in RECORD_PIPES])
+    nlp = spacy.load(pipeline_dir, exclude=[name for _, name in RECORD_PIPES] + list(ACTOR_PIPES))
+    add_actor_pipes(nlp, after="ner", linker_config=linker_config)
     for factory, name in RECORD_PIPES:
-        config = (linker_config or {}) if factory == "nhs_actor_linker" else {}
-        nlp.add_pipe(factory, name=name, config=config)
-        pipe = nlp.get_pipe(name)
+        nlp.add_pipe(factory, name=name)
         if factory == "nhs_record_builder":
-            pipe.from_disk(record_models)
-        elif hasattr(pipe, "initialize"):
-            pipe.initialize(lambda: [], nlp=nlp)
+            nlp.get_pipe(name).from_disk(record_models)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "pipeline"
         nlp.to_disk(out)

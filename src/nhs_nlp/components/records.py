@@ -205,8 +205,10 @@ def _word(tok) -> Optional[str]:
 class DocContext:
     """What the features need to know about one document, computed once."""
 
-    def __init__(self, doc: Doc, spans: Sequence[Span]) -> None:
+    def __init__(self, doc: Doc, spans: Sequence[Span], known: Optional[Callable[[Span], bool]] = None) -> None:
         self.doc = doc
+        # Is an attack-group/malware name in the alias table? (span._.link at run time)
+        self.known = known or (lambda span: Span.has_extension("link") and span._.link is not None)
         self.sent_of = sentence_ids(doc) if len(doc) else []
         self.sents = list(doc.sents) if len(doc) else []
         self.spans = list(spans)
@@ -258,6 +260,8 @@ def mention_features(ctx: DocContext, span: Span) -> Features:
         f["actor_in_sent"] = 1.0
     if sid in ctx.service_sents:
         f["service_in_sent"] = 1.0
+    if span.label_ in (ATTACK_GROUP, MALWARE):
+        f["known" if ctx.known(span) else "unknown"] = 1.0
     f[f"count:{min(ctx.org_counts[key], 5)}"] = 1.0
     rank = ctx.org_rank.get(key, 99)
     f[f"rank:{min(rank, 3)}"] = 1.0
@@ -371,6 +375,8 @@ class RecordBuilder:
         self.attack_type_model = LinearModel()
         # Per label: is a mention part of the incident ("in") or named in passing ("none")?
         self.item_models: Dict[str, LinearModel] = {}
+        # Decision thresholds chosen on dev ("incident" and per item label); 0.5 by default.
+        self.thresholds: Dict[str, float] = {}
         self.meta: Dict[str, Any] = {}
         install_extensions()
 
@@ -389,7 +395,7 @@ class RecordBuilder:
         if model is None or not model.is_trained:
             return True, 1.0
         p = float(np.mean([model.predict_proba(mention_features(ctx, s)).get("in", 0.0) for s in spans]))
-        return p >= 0.5, p
+        return p >= self.thresholds.get(spans[0].label_, 0.5), p
 
     # -- run -------------------------------------------------------------------
 
@@ -412,7 +418,7 @@ class RecordBuilder:
             return []
         ctx = DocContext(doc, doc.ents)
         p_incident = self.incident_model.predict_proba(doc_features(doc)).get("incident", 0.0)
-        if p_incident < self.incident_threshold:
+        if p_incident < self.thresholds.get("incident", self.incident_threshold):
             return []
         orgs: Dict[str, _Cluster] = {}
         actors: Dict[str, _Cluster] = {}
@@ -580,6 +586,7 @@ class RecordBuilder:
             "incident": self.incident_model.to_dict(),
             "attack_type": self.attack_type_model.to_dict(),
             "items": {label: m.to_dict() for label, m in sorted(self.item_models.items())},
+            "thresholds": dict(sorted(self.thresholds.items())),
             "meta": self.meta,
         }
 
@@ -588,6 +595,7 @@ class RecordBuilder:
         self.incident_model = LinearModel.from_dict(data["incident"])
         self.attack_type_model = LinearModel.from_dict(data["attack_type"])
         self.item_models = {label: LinearModel.from_dict(m) for label, m in data.get("items", {}).items()}
+        self.thresholds = {k: float(v) for k, v in data.get("thresholds", {}).items()}
         self.meta = data.get("meta", {})
         return self
 
