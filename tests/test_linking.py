@@ -182,6 +182,7 @@ def test_normalisation():
     assert normalise("Group") == "group"  # a suffix alone is still a name
     assert fold_leet(normalise("Cl0p")) == fold_leet(normalise("CLOP")) and fold_leet("lapsus$") == "lapsuss"
     assert strip_version("LockBit 3.0") == "LockBit" and strip_version("Akira_v2") == "Akira" and strip_version("APT29") is None
+    assert strip_version("Storm-1359") is None and strip_version("TA505") is None  # designations, not versions
 
 
 @pytest.mark.parametrize("name, common", [("Play", True), ("Royal", True), ("Hunters", True), ("Agenda", True), ("Medusa", True),

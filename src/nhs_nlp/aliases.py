@@ -44,7 +44,8 @@ COMMON_ZIPF = 3.0
 LEET = str.maketrans({"0": "o", "1": "l", "i": "l", "3": "e", "4": "a", "5": "s", "$": "s"})
 _WORD_SPLIT = re.compile(r"[\s\-_./·]+")
 _POSSESSIVE = re.compile(r"(?:['’]s|s['’])$")
-_VERSION = re.compile(r"(?:[\s_-]+v?\d+(?:\.\d+)*|[\s_-]*v\d+(?:\.\d+)*|\d+\.\d+(?:\.\d+)*)$", re.IGNORECASE)
+# A version is short ("3.0", "v2", " 4"); a long number is a designation ("Storm-1359", "TA505").
+_VERSION = re.compile(r"(?:[\s_-]+v?\d{1,2}(?:\.\d+)*|[\s_-]*v\d{1,2}(?:\.\d+)*|\d{1,2}\.\d+(?:\.\d+)*)$", re.IGNORECASE)
 _ATTACK_ID = re.compile(r"^[GS]\d{4}$")
 # Strength of a name for its entry: set by an override, the entry's own name in a
 # source, an ATT&CK alias (curated: one object per alias), or a MISP synonym. The

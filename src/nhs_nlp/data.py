@@ -13,7 +13,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from .labels import ATTACK_GROUP, MALWARE, ORG, QUANTITY, SERVICE
-from .readers import BioSentence, bio_spans, jsonl_docs, read_bio
+from .readers import BioSentence, bio_doc, bio_spans, jsonl_docs, read_bio
 
 __all__ = ["BioSentence", "read_bio", "bio_spans", "jsonl_docs", "partial_doc", "annoctr_docs", "annoctr_dir", "chunk_doc"]
 
@@ -82,12 +82,8 @@ def partial_doc(
         that such entities are absent: near numbers for QUANTITY, whole sentences
         with a disruption cue for SERVICE.
     """
-    words = [w for s in sentences for w in s.words]
     tags = [t for s in sentences for t in s.tags]
-    sent_starts: List[bool] = []
-    for s in sentences:
-        sent_starts.extend([True] + [False] * (len(s.words) - 1))
-    doc = Doc(nlp.vocab, words=words, sent_starts=sent_starts)
+    doc = bio_doc(nlp, sentences)
     ents: List[Span] = []
     missing: Set[int] = set()
     missing_set = set(missing_labels)

@@ -59,6 +59,15 @@ class BioSentence:
     token_lines: List[int] = field(default_factory=list)
 
 
+def bio_doc(nlp: Language, sentences: Sequence["BioSentence"]) -> Doc:
+    """A Doc of BIO sentences' words, with their sentence starts (no entities yet)."""
+    words = [w for s in sentences for w in s.words]
+    sent_starts: List[bool] = []
+    for s in sentences:
+        sent_starts.extend([True] + [False] * (len(s.words) - 1))
+    return Doc(nlp.vocab, words=words, sent_starts=sent_starts)
+
+
 def read_bio(path: Path, column: int = -1) -> Iterator[List[BioSentence]]:
     """Read a CoNLL/BIO file: one token per line, tab- or space-separated columns.
 
@@ -480,13 +489,9 @@ def _bio_gold(path: Path, nlp: Language, labels: _Labels, column: int) -> Iterat
     for n, sentences in enumerate(documents, 1):
         first = sentences[0].line
         gold = GoldDoc(f"{path.name}#{n}", str(path), first, tokenised=True)
-        words = [w for s in sentences for w in s.words]
         tags = [t for s in sentences for t in s.tags]
         lines = [ln for s in sentences for ln in s.token_lines]
-        sent_starts: List[bool] = []
-        for s in sentences:
-            sent_starts.extend([True] + [False] * (len(s.words) - 1))
-        doc = Doc(nlp.vocab, words=words, sent_starts=sent_starts)
+        doc = bio_doc(nlp, sentences)
         gold.doc = doc
         for tag, ln in zip(tags, lines):
             prefix, sep, lab = tag.partition("-")
