@@ -504,7 +504,7 @@ def _bio_gold(path: Path, nlp: Language, labels: _Labels, column: int) -> Iterat
         for start, end, label in bio_spans(tags):
             mapped, reason = labels(label)
             if reason:
-                gold.problem(f"entity {' '.join(words[start:end])!r}: {reason}", lines[start])
+                gold.problem(f"entity {doc[start:end].text!r}: {reason}", lines[start])
             elif mapped is not None:
                 ents.append(Span(doc, start, end, label=mapped))
         doc.set_ents(ents, default="outside")
