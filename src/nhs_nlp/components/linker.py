@@ -382,7 +382,7 @@ def add_actor_pipes(
 
     Nothing else is initialised, so trained components keep their weights. A
     pipeline that already has an ``nhs_actor_linker`` keeps it (its table is
-    replaced when ``table`` is given) and gets the ruler just before it.
+    replaced when ``table`` is given) and gets the ruler (placed first: see below).
     nlp (Language): the pipeline, changed in place.
     table (Optional[Union[str, Path, AliasTable]]): alias table [default: packaged].
     ruler (bool): add the recall ruler too.
@@ -398,7 +398,7 @@ def add_actor_pipes(
         if ruler and "actor_ruler" not in nlp.pipe_names:
             if linker.candidates_key is None:
                 raise ValueError(f"pipe {existing[0]!r} has candidates_key = null, so it would ignore the ruler; set it to {CANDIDATES_KEY!r}")
-            span_ruler = nlp.add_pipe("span_ruler", name="actor_ruler", config=RULER_CONFIG | {"spans_key": linker.candidates_key}, before=existing[0])
+            span_ruler = nlp.add_pipe("span_ruler", name="actor_ruler", config=RULER_CONFIG | {"spans_key": linker.candidates_key}, first=True)
             span_ruler.add_patterns(actor_patterns(linker.table))
         return nlp
     if loaded is None:
@@ -407,9 +407,12 @@ def add_actor_pipes(
     config = dict(linker_config or {})
     if ruler:
         key = config.get("candidates_key", CANDIDATES_KEY)
-        span_ruler = nlp.add_pipe("span_ruler", name="actor_ruler", config=RULER_CONFIG | {"spans_key": key}, **place)
+        # First in the pipeline: span_ruler.add_patterns (also when the pipeline is
+        # loaded) runs every pipe before the ruler over each phrase pattern, which
+        # behind the transformer means minutes; first, it is only the tokenizer. The
+        # ruler only writes candidates; the linker after ner decides.
+        span_ruler = nlp.add_pipe("span_ruler", name="actor_ruler", config=RULER_CONFIG | {"spans_key": key}, first=True)
         span_ruler.add_patterns(actor_patterns(loaded))
-        place = {"after": "actor_ruler"}
     else:
         config.setdefault("candidates_key", None)
     linker = nlp.add_pipe("nhs_actor_linker", name="actor_linker", config=config, **place)
