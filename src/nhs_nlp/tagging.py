@@ -1080,6 +1080,9 @@ def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEF
             if doc.error is None:
                 yield doc.text or "", doc.seq
 
+    from .api import release_memory
+
+    done = 0
     with _single_torch_thread(n_process > 1):
         while True:
             stream = nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process)
@@ -1097,6 +1100,9 @@ def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEF
                         yield _tag_one(nlp, pending.popleft())  # failed ones; or one a component dropped
                     doc = pending.popleft()
                     yield doc, _result(nlp_doc, doc)
+                    done += 1
+                    if n_process == 1 and done % batch_size == 0:
+                        release_memory()  # keeps RSS flat over long streams (see api.release_memory)
             finally:
                 with contextlib.suppress(Exception):
                     stream.close()  # joins the workers; spaCy raises if one exited badly
