@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 import spacy
 
-from nhs_nlp.components.records import LinearModel, RecordBuilder, nearest_verb_role, DocContext
+from nhs_nlp.components.records import (
+    DocContext,
+    LinearModel,
+    RecordBuilder,
+    acronym,
+    is_proper_name,
+    nearest_verb_role,
+    same_organisation,
+)
 from nhs_nlp.records import IncidentRecord, align_records, score_records
 from nhs_nlp.tokenizer import blank_english
 
@@ -182,6 +190,112 @@ def test_nearest_verb_baseline():
     ctx = DocContext(doc, doc.ents)
     assert nearest_verb_role(ctx, doc.ents[0]) == "victim"
     assert nearest_verb_role(ctx, doc.ents[1]) == "other"
+
+
+@pytest.mark.parametrize(
+    "a,b,same",
+    [
+        ("HPE", "Hewlett Packard Enterprise", True),
+        ("MPS", "Minneapolis Public Schools", True),
+        ("SIT", "Südwestfalen-IT", True),
+        ("NCSC", "National Cyber Security Centre", True),
+        ("ICO", "Information Commissioner’s Office", True),
+        ("Latitude", "Latitude Financial", True),
+        ("Capita", "Capita plc", True),
+        ("MGM", "MGM Resorts International", True),
+        ("PhilHealth)", "PhilHealth", True),
+        ("the NHS", "NHS", True),
+        ("NHS", "NHS England", False),  # a place after the name: another organisation
+        ("Ascension", "Ascension Wisconsin", False),
+        ("Tesco", "Tesco Bank", False),
+        ("MGM", "MGM Grand", False),
+        ("BA", "Barclays", False),
+        ("Global", "Group", False),
+    ],
+)
+def test_same_organisation(a, b, same):
+    assert same_organisation(a, b) is same
+    assert same_organisation(b, a) is same
+
+
+def test_acronym_and_proper_names():
+    assert acronym("Industrial and Commercial Bank of China") == "ICBC"
+    assert acronym("Südwestfalen-IT") == "SIT"
+    assert is_proper_name("eBay") and is_proper_name("3M") and is_proper_name("NHS Dumfries and Galloway")
+    assert not is_proper_name("the city council")
+    assert not is_proper_name("Royal ransomware")
+
+
+def _tagged(nlp, text, ents):
+    """A Doc with the given entities (in text order, each found after the previous one) and
+    sentences, through the shipped pipeline's linker and quantity parser but not its NER."""
+    doc = nlp.make_doc(text)
+    spans, pos = [], 0
+    for surface, label in ents:
+        i = text.index(surface, pos)
+        pos = i + len(surface)
+        spans.append(doc.char_span(i, i + len(surface), label))
+    doc.ents = spans
+    for name in ("actor_linker", "sentencizer", "quantity_parser"):
+        doc = nlp.get_pipe(name)(doc)
+    return doc
+
+
+def _assembler(nlp):
+    """The shipped record builder, told that the article reports an incident: these tests are
+    about assembly, and the article-level model is unsure of texts this short."""
+    builder = RecordBuilder(nlp).from_bytes(nlp.get_pipe("record_builder").to_bytes())
+    builder.thresholds["incident"] = 0.0
+    return builder
+
+
+def test_name_variants_share_one_record(shipped_nlp):
+    text = (
+        "Latitude Financial hit by ransomware attack\n\n"
+        "Latitude Financial said on Monday that hackers had stolen the records of 14 million customers. "
+        "Latitude has refused to pay the ransom, the lender said. Investigators at the Australian Federal Police "
+        "are working with the company."
+    )
+    doc = _tagged(shipped_nlp, text, [
+        ("Latitude Financial", "ORG"), ("Latitude Financial", "ORG"), ("14 million customers", "QUANTITY"),
+        ("Latitude", "ORG"), ("Australian Federal Police", "ORG"),
+    ])
+    records = _assembler(shipped_nlp)(doc)._.incidents
+    assert len(records) == 1
+    assert {"Latitude", "Latitude Financial"} <= set(_field(records[0], "victims"))
+
+
+def test_a_known_actor_tagged_as_an_organisation_is_the_actor(shipped_nlp):
+    text = (
+        "Cisco confirms Yanluowang ransomware attack\n\n"
+        "Cisco said the Yanluowang ransomware gang breached its corporate network in May. "
+        "Yanluowang published a list of stolen files, and Cisco said no ransomware was deployed."
+    )
+    doc = _tagged(shipped_nlp, text, [
+        ("Cisco", "ORG"), ("Yanluowang", "ATTACK_GROUP"), ("Cisco", "ORG"), ("Yanluowang", "ATTACK_GROUP"),
+        ("Yanluowang", "ORG"), ("Cisco", "ORG"),
+    ])
+    records = _assembler(shipped_nlp)(doc)._.incidents
+    assert records, "an attack on Cisco by Yanluowang is an incident"
+    names = {o["name"] for rec in records for f in ("victims", "affected_organisations", "other_organisations") for o in rec[f]}
+    assert "Yanluowang" not in names
+    mentions = [m for rec in records for a in rec["attack_groups"] if a["canonical"] == "Yanluowang" for m in a["mentions"]]
+    assert len(mentions) == 3  # both attack-group mentions and the one tagged ORG
+
+
+def test_lower_case_organisation_spans_are_left_out(shipped_nlp):
+    text = (
+        "Council hit by ransomware\n\n"
+        "Leicester City Council said a ransomware attack by INC Ransom took its systems offline. "
+        "The customer service centre was closed for a week."
+    )
+    doc = _tagged(shipped_nlp, text, [
+        ("Leicester City Council", "ORG"), ("INC Ransom", "ATTACK_GROUP"), ("customer service centre", "ORG"),
+    ])
+    records = _assembler(shipped_nlp)(doc)._.incidents
+    names = {o["name"] for rec in records for f in ("victims", "affected_organisations", "other_organisations") for o in rec[f]}
+    assert "customer service centre" not in names
+    assert "Leicester City Council" in names
 
 
 # -- scoring --------------------------------------------------------------------

@@ -21,6 +21,8 @@ from .components.records import (
     DocContext,
     LinearModel,
     RecordBuilder,
+    actor_cluster_features,
+    actor_clusters,
     doc_features,
     mention_features,
     nearest_verb_role,
@@ -32,7 +34,7 @@ from .records import ROLE_FIELDS
 from .tokenizer import blank_english
 
 _FIELD_ROLE = {v: k for k, v in ROLE_FIELDS.items()}
-C_GRID: Tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
+C_GRID: Tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 # The keyword baseline for attack types: the first cue family found in the article.
 ATTACK_TYPE_KEYWORDS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
@@ -96,15 +98,29 @@ def record_sentences(row: dict, ctx: DocContext, rec: dict) -> List[int]:
     return out or [0]
 
 
-def _known_actor(canonicalise):
-    if canonicalise is None:
-        return lambda span: False
-    return lambda span: canonicalise(span.text) is not None
+def default_linker():
+    """Gold span -> alias-table link (what ``span._.link`` holds at run time), for training."""
+    try:
+        from .aliases import AliasError, AliasTable
+
+        table = AliasTable.from_file()
+    except (ImportError, AliasError):
+        return lambda span: None
+
+    def link_of(span):
+        match = table.lookup(span.text)
+        return table.link(match.entry) if match.entry is not None else None
+
+    return link_of
 
 
 def _best_threshold(model: LinearModel, X: list, y: list, positive: str) -> Tuple[float, float]:
     """The probability threshold for ``positive`` with the best dev F1 (ties: closest to 0.5)."""
-    probs = [model.predict_proba(x).get(positive, 0.0) for x in X]
+    return _threshold_for([model.predict_proba(x).get(positive, 0.0) for x in X], y, positive)
+
+
+def _threshold_for(probs: Sequence[float], y: list, positive: str) -> Tuple[float, float]:
+    """The threshold on ``probs`` with the best F1 for ``positive`` (ties: closest to 0.5)."""
     best = (0.5, -1.0)
     for t in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8):
         pred = [positive if p >= t else "other" for p in probs]
@@ -124,15 +140,24 @@ def examples(path: Path) -> Dict[str, Any]:
     at_X: List[Dict[str, float]] = []
     at_y: List[str] = []
     at_baseline: List[str] = []
+    at_docs: List[str] = []
     items: Dict[str, Tuple[list, list]] = {label: ([], []) for label in ITEM_FIELDS}
-    known = _known_actor(default_canonicaliser())
+    link_of = default_linker()
     for row, doc in gold_docs(path):
-        ctx = DocContext(doc, doc.ents, known=known)
+        ctx = DocContext(doc, doc.ents, link_of=link_of)
+        if row.get("records"):
+            # only articles that report an incident: the incident model handles the rest
+            for ent in doc.ents:
+                if ent.label_ in (SERVICE, QUANTITY):
+                    items[ent.label_][0].append(mention_features(ctx, ent))
+                    items[ent.label_][1].append(gold_in_record(row, ent.label_, ent.start_char, ent.end_char))
+            clusters = list(actor_clusters(ctx, doc.ents).values())
+            for c in clusters:
+                # in when a record lists any of its mentions (as a group or as malware)
+                listed = any(gold_in_record(row, lab, s.start_char, s.end_char) == "in" for s in c.spans for lab in (ATTACK_GROUP, MALWARE))
+                items[c.label][0].append(actor_cluster_features(ctx, c, clusters))
+                items[c.label][1].append("in" if listed else "none")
         for ent in doc.ents:
-            if ent.label_ in ITEM_FIELDS and row.get("records"):
-                # only articles that report an incident: the incident model handles the rest
-                items[ent.label_][0].append(mention_features(ctx, ent))
-                items[ent.label_][1].append(gold_in_record(row, ent.label_, ent.start_char, ent.end_char))
             if ent.label_ == ORG:
                 roles_X.append(mention_features(ctx, ent))
                 roles_y.append(gold_role(row, ent.start_char, ent.end_char))
@@ -144,10 +169,12 @@ def examples(path: Path) -> Dict[str, Any]:
                 at_X.append(record_text_features(doc, record_sentences(row, ctx, rec), ctx.sents))
                 at_y.append(rec["attack_type"])
                 at_baseline.append(keyword_attack_type(doc.text))
+                at_docs.append(str(row.get("id", len(inc_y))))
     return {
         "roles": (roles_X, roles_y, roles_baseline),
         "incident": (inc_X, inc_y),
         "attack_type": (at_X, at_y, at_baseline),
+        "attack_type_docs": at_docs,
         "items": items,
     }
 
@@ -175,6 +202,48 @@ def _fit_best(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metri
             best = (scores[metric], model, scores)
     assert best is not None
     return best[1], best[2]
+
+
+def _fit_cv(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metric: str = "accuracy",
+            groups: Optional[list] = None, folds: int = 5, positive: Optional[str] = None) -> Tuple[LinearModel, Dict[str, Any]]:
+    """Pick C by cross-validation on the train split (grouped by article when ``groups`` is
+    given), fit on all of train, and report dev. For the document-level models, whose dev
+    split is a few dozen examples: C chosen on 48 dev articles swung between 0.03 and 1.0."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
+
+    X = DictVectorizer().fit_transform(train[0])
+    y = list(train[1])
+    cv = GroupKFold(folds) if groups is not None else StratifiedKFold(folds, shuffle=True, random_state=seed)
+    best: Optional[Tuple[float, float]] = None
+    cv_scores: Dict[str, float] = {}
+    for C in C_GRID:
+        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
+        pred = cross_val_predict(clf, X, y, cv=cv, groups=groups)
+        value = accuracy_score(y, pred) if metric == "accuracy" else f1_score(y, pred, average="macro", zero_division=0)
+        cv_scores[str(C)] = round(float(value), 4)
+        if best is None or value > best[0] + 1e-9:
+            best = (value, C)
+    assert best is not None
+    threshold: Optional[Tuple[float, float]] = None
+    if positive is not None:
+        # the decision threshold from the same folds' held-out probabilities
+        clf = LogisticRegression(C=best[1], class_weight="balanced", max_iter=2000, random_state=seed)
+        probs = cross_val_predict(clf, X, y, cv=cv, groups=groups, method="predict_proba")
+        k = sorted(set(y)).index(positive)
+        threshold = _threshold_for([float(row[k]) for row in probs], y, positive)
+    model = LinearModel.fit(train[0], train[1], C=best[1], seed=seed)
+    pred = [max((p := model.predict_proba(x)), key=p.get) for x in dev[0]]
+    scores = {
+        "C": best[1],
+        f"cv_{metric}": cv_scores,
+        "accuracy": round(accuracy_score(dev[1], pred), 4),
+        "macro_f1": round(f1_score(dev[1], pred, average="macro", zero_division=0), 4),
+    }
+    if threshold is not None:
+        scores["cv_threshold"], scores["cv_threshold_f1"] = threshold[0], round(threshold[1], 4)
+    return model, scores
 
 
 def train_record_models(train_path: Path, dev_path: Path, seed: int = 0) -> Tuple[RecordBuilder, Dict[str, Any]]:
@@ -210,15 +279,17 @@ def train_record_models(train_path: Path, dev_path: Path, seed: int = 0) -> Tupl
     }
     report["role"]["dev_per_class_f1"] = dict(zip(ROLE_CLASSES, (round(float(v), 4) for v in f1_score(dy, model_pred, labels=list(ROLE_CLASSES), average=None, zero_division=0))))
 
-    builder.incident_model, scores = _fit_best(tr["incident"], dv["incident"], seed)
-    t, f = _best_threshold(builder.incident_model, dv["incident"][0], dv["incident"][1], "incident")
+    builder.incident_model, scores = _fit_cv(tr["incident"], dv["incident"], seed, positive="incident")
+    t = scores["cv_threshold"]  # chosen on train folds: dev (48 articles) is too small to set it
+    dev_pred = ["incident" if builder.incident_model.predict_proba(x).get("incident", 0.0) >= t else "none" for x in dv["incident"][0]]
+    f = f1_score(dv["incident"][1], dev_pred, pos_label="incident", zero_division=0)
     builder.thresholds["incident"] = t
     report["incident"] = {"train_docs": len(tr["incident"][1]), "dev_docs": len(dv["incident"][1]), "dev": scores,
                           "threshold": t, "dev_incident_f1": round(f, 4)}
 
     aX, ay, _ = tr["attack_type"]
     adX, ady, adbase = dv["attack_type"]
-    builder.attack_type_model, scores = _fit_best((aX, ay), (adX, ady), seed, metric="accuracy")
+    builder.attack_type_model, scores = _fit_cv((aX, ay), (adX, ady), seed, metric="accuracy", groups=tr["attack_type_docs"])
     report["attack_type"] = {
         "train_records": len(ay),
         "dev_records": len(ady),
@@ -232,11 +303,17 @@ def train_record_models(train_path: Path, dev_path: Path, seed: int = 0) -> Tupl
         if len(set(ty)) < 2 or len(set(vy)) < 2:
             report["items"][label] = {"skipped": "one class only", "train": dict(Counter(ty))}
             continue
-        builder.item_models[label], scores = _fit_best((tX, ty), (vX, vy), seed)
+        model, scores = _fit_best((tX, ty), (vX, vy), seed)
         keep_all = round(f1_score(vy, ["in"] * len(vy), pos_label="in", zero_division=0), 4)
-        t, f = _best_threshold(builder.item_models[label], vX, vy, "in")
-        builder.thresholds[label] = t
+        t, f = _best_threshold(model, vX, vy, "in")
         report["items"][label] = {"train": dict(Counter(ty)), "dev": scores, "threshold": t, "dev_in_f1": round(f, 4), "dev_keep_all_in_f1": keep_all}
+        if round(f, 4) <= keep_all:
+            # no better on dev than keeping every mention: keep every mention
+            report["items"][label]["used"] = False
+            continue
+        report["items"][label]["used"] = True
+        builder.item_models[label] = model
+        builder.thresholds[label] = t
     builder.meta = {"trained_on": Path(train_path).name, "selected_on": Path(dev_path).name, "seed": seed,
                     "C": {k: report[k]["dev"]["C"] for k in ("role", "incident", "attack_type")}}
     return builder, report
