@@ -384,7 +384,16 @@ def test_a_failing_document_does_not_stop_its_batch(tmp_path):
         assert [e["id"] for e in errors] == ["d3", "d8"]
         assert all("tagging failed (ValueError: cannot tag this one)" in e["reason"] for e in errors)
         outputs.append((out.read_bytes(), default_errors_path(out).read_bytes()))
+        assert nlp.pipe_names == ["test_tagging_explode"]  # the workers' memory releaser is gone again
     assert outputs[0] == outputs[1]
+
+
+def test_memory_releaser_passes_documents_through_in_worker_processes():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("nhs_release_memory")
+    texts = [f"text {i}" for i in range(10)]
+    docs = list(nlp.pipe(texts, batch_size=3, n_process=2))
+    assert [d.text for d in docs] == texts
 
 
 # ---------------------------------------------------------------------------

@@ -89,6 +89,28 @@ def release_memory() -> bool:
     return True
 
 
+class MemoryReleaser:
+    """A pipeline component that gives freed memory back after every batch it sees
+    (``release_memory``). The batch tagger adds it for ``nlp.pipe(n_process>1)``, whose
+    worker processes it cannot reach otherwise; it changes no document."""
+
+    def __init__(self, name: str = "nhs_release_memory") -> None:
+        self.name = name
+
+    def __call__(self, doc: Any) -> Any:
+        return doc
+
+    def pipe(self, docs: Iterable[Any], batch_size: int = 1000) -> Iterator[Any]:
+        yield from docs
+        release_memory()
+
+
+@Language.factory("nhs_release_memory")
+def make_memory_releaser(nlp: Language, name: str) -> MemoryReleaser:
+    """Give freed memory back to the system after every batch (batch tagging's worker processes)."""
+    return MemoryReleaser(name)
+
+
 def load(path: Optional[Union[str, Path]] = None, *, quantize: bool = True, **kwargs: Any) -> Language:
     """Load a pipeline (the shipped default when ``path`` is None). Offline only.
 

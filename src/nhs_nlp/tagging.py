@@ -1039,6 +1039,21 @@ def _retry(nlp: Language, pending: Deque[Document], batch_size: int) -> Iterator
             yield (doc, _result(by_doc[id(doc)], doc)) if doc.error is None else (doc, None)
 
 
+@contextlib.contextmanager
+def _workers_release_memory(nlp: Language, active: bool) -> Iterator[None]:
+    """While ``active``, end the pipeline with ``nhs_release_memory`` so that spaCy's worker
+    processes trim their heap after every batch as the single-process loop does."""
+    name = "nhs_release_memory"
+    added = active and name not in nlp.pipe_names
+    if added:
+        nlp.add_pipe(name, last=True)
+    try:
+        yield
+    finally:
+        if added and name in nlp.pipe_names:
+            nlp.remove_pipe(name)
+
+
 def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEFAULT_BATCH_SIZE, n_process: int = 1) -> Iterator[Tagged]:
     """The local engine: tag a stream of documents with ``nlp.pipe``, in order.
 
@@ -1083,7 +1098,7 @@ def tag_stream(nlp: Language, docs: Iterable[Document], *, batch_size: int = DEF
     from .api import release_memory
 
     done = 0
-    with _single_torch_thread(n_process > 1):
+    with _single_torch_thread(n_process > 1), _workers_release_memory(nlp, n_process > 1):
         while True:
             stream = nlp.pipe(feed(), as_tuples=True, batch_size=batch_size, n_process=n_process)
             failed = False
