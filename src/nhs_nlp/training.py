@@ -86,6 +86,11 @@ def train(
     }
     all_overrides.update(overrides or {})
     spacy_train(config_path, output_dir, use_gpu=use_gpu, overrides=all_overrides)
+    from .packaging import scrub_local_paths
+
+    for saved in ("model-best", "model-last"):
+        if (output_dir / saved / "transformer" / "model").exists():
+            scrub_local_paths(output_dir / saved)  # no machine-specific encoder folder in the outputs
     return output_dir / "model-best"
 
 

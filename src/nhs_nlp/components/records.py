@@ -548,9 +548,9 @@ class _Entity:
         return [s for c in self.clusters for s in c.spans]
 
 
-def organisation_entities(clusters: Sequence[_Cluster]) -> List[_Entity]:
-    """Group organisation clusters whose names are variants of each other (``same_organisation``)."""
-    parent = list(range(len(clusters)))
+def connected(n: int, linked: Callable[[int, int], bool]) -> List[List[int]]:
+    """Connected components of items 0..n-1 under ``linked`` (union-find), in order of first item."""
+    parent = list(range(n))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -558,14 +558,20 @@ def organisation_entities(clusters: Sequence[_Cluster]) -> List[_Entity]:
             i = parent[i]
         return i
 
-    for i in range(len(clusters)):
-        for j in range(i + 1, len(clusters)):
-            if same_organisation(clusters[i].name, clusters[j].name):
+    for i in range(n):
+        for j in range(i + 1, n):
+            if linked(i, j):
                 parent[find(i)] = find(j)
-    groups: Dict[int, List[_Cluster]] = defaultdict(list)
-    for i, c in enumerate(clusters):
-        groups[find(i)].append(c)
-    return [_Entity(g) for g in groups.values()]
+    comps: Dict[int, List[int]] = defaultdict(list)
+    for i in range(n):
+        comps[find(i)].append(i)
+    return list(comps.values())
+
+
+def organisation_entities(clusters: Sequence[_Cluster]) -> List[_Entity]:
+    """Group organisation clusters whose names are variants of each other (``same_organisation``)."""
+    comps = connected(len(clusters), lambda i, j: same_organisation(clusters[i].name, clusters[j].name))
+    return [_Entity([clusters[i] for i in idx]) for idx in comps]
 
 
 class RecordBuilder:
@@ -676,23 +682,8 @@ class RecordBuilder:
         if not seeds:
             return []
         # Connected components of seeds named in one sentence.
-        parent = list(range(len(seeds)))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
         seed_sents = [sents(c) for c in seeds]
-        for i in range(len(seeds)):
-            for j in range(i + 1, len(seeds)):
-                if seed_sents[i] & seed_sents[j]:
-                    parent[find(i)] = find(j)
-        comps: Dict[int, List[int]] = defaultdict(list)
-        for i in range(len(seeds)):
-            comps[find(i)].append(i)
-        components = [[seeds[i] for i in idx] for idx in comps.values()]
+        components = [[seeds[i] for i in idx] for idx in connected(len(seeds), lambda i, j: bool(seed_sents[i] & seed_sents[j]))]
         with_victim = [c for c in components if any(x.label == ORG for x in c)]
         group_only = [c for c in components if not any(x.label == ORG for x in c)]
         if not with_victim:
