@@ -424,6 +424,35 @@ def test_ruler_never_overrides_existing_entities(ruled):
     assert CANDIDATES_KEY not in doc.spans
 
 
+@pytest.mark.parametrize(
+    "text, tagged, label, expected",
+    [
+        ("The Winnti Group was named.", "Winnti", "ATTACK_GROUP", ("Winnti Group", "ATTACK_GROUP", "Winnti Group")),
+        ("Cyber Army of Russia Reborn posted a video.", "Cyber Army", "ATTACK_GROUP",
+         ("Cyber Army of Russia Reborn", "ATTACK_GROUP", "Cyber Army of Russia Reborn")),
+        ("The Daixin Team leaked records.", "Daixin", "ORG", ("Daixin Team", "ATTACK_GROUP", "Daixin Team")),
+        ("INC Ransom listed the council.", "INC", "ATTACK_GROUP", ("INC Ransom", "ATTACK_GROUP", "INC Ransom")),
+        # a table name ending in "ransomware" describes the tagged name: the name stays
+        ("Ryuk ransomware hit the hospital.", "Ryuk", "MALWARE", ("Ryuk", "MALWARE", "Ryuk")),
+    ],
+)
+def test_a_known_longer_name_replaces_the_tagged_part(ruled, text, tagged, label, expected):
+    doc = ruled.make_doc(text)
+    start = text.index(tagged)
+    doc.ents = [doc.char_span(start, start + len(tagged), label=label)]
+    for _, proc in ruled.pipeline:
+        doc = proc(doc)
+    assert found(doc)[0] == expected
+
+
+def test_two_tagged_names_inside_one_table_name_stay_two(ruled):
+    doc = ruled.make_doc("ALPHV/BlackCat claimed the attack.")
+    doc.ents = [doc.char_span(0, 5, label="ATTACK_GROUP"), doc.char_span(6, 14, label="ATTACK_GROUP")]
+    for _, proc in ruled.pipeline:
+        doc = proc(doc)
+    assert [e.text for e in doc.ents] == ["ALPHV", "BlackCat"]
+
+
 def test_ruler_patterns_are_exact_case_phrases(table):
     patterns = actor_patterns(table)
     assert patterns == sorted(patterns, key=lambda p: (p["label"], p["pattern"], p["id"]))

@@ -46,7 +46,7 @@ def test_shipped_pipeline_has_record_components(shipped_nlp):
     # The ruler goes first: spaCy's span_ruler runs every earlier pipe over each
     # phrase pattern when it loads, which behind the transformer takes minutes.
     assert shipped_nlp.pipe_names == [
-        "actor_ruler", "transformer", "ner", "actor_linker", "sentencizer", "quantity_parser", "record_builder",
+        "actor_ruler", "transformer", "ner", "entity_repair", "actor_linker", "sentencizer", "quantity_parser", "record_builder",
     ]
 
 
@@ -296,6 +296,48 @@ def test_lower_case_organisation_spans_are_left_out(shipped_nlp):
     names = {o["name"] for rec in records for f in ("victims", "affected_organisations", "other_organisations") for o in rec[f]}
     assert "customer service centre" not in names
     assert "Leicester City Council" in names
+
+
+def _names(records, *fields):
+    return {o["name"] for rec in records for f in fields for o in rec[f]}
+
+
+def test_two_gangs_named_together_keep_their_own_victims(shipped_nlp):
+    text = (
+        "Fuel and food: a year of ransomware\n\n"
+        "DarkSide and REvil were the most damaging ransomware gangs of the year. "
+        "In May DarkSide encrypted the billing systems of Colonial Pipeline, which shut its pipeline. "
+        "Colonial Pipeline paid DarkSide a ransom of $4.4 million. "
+        "In June REvil attacked the meat processor JBS, halting its plants. "
+        "JBS paid REvil $11 million."
+    )
+    doc = _tagged(shipped_nlp, text, [
+        ("DarkSide", "ATTACK_GROUP"), ("REvil", "ATTACK_GROUP"), ("DarkSide", "ATTACK_GROUP"), ("Colonial Pipeline", "ORG"),
+        ("Colonial Pipeline", "ORG"), ("DarkSide", "ATTACK_GROUP"), ("$4.4 million", "QUANTITY"), ("REvil", "ATTACK_GROUP"),
+        ("JBS", "ORG"), ("JBS", "ORG"), ("REvil", "ATTACK_GROUP"), ("$11 million", "QUANTITY"),
+    ])
+    records = _assembler(shipped_nlp)(doc)._.incidents
+    by_victim = {v["name"]: {a["canonical"] for a in rec["attack_groups"]} for rec in records for v in rec["victims"]}
+    assert by_victim == {"Colonial Pipeline": {"Darkside"}, "JBS": {"REvil"}}
+
+
+def test_unknown_group_names_that_name_an_organisation_are_the_organisation(shipped_nlp):
+    text = (
+        "Formosa hit by ransomware\n\n"
+        "Formosa Petrochemical said ransomware had disrupted its systems, and Winnti hackers were blamed. "
+        "A category 5 incident was declared."
+    )
+    doc = _tagged(shipped_nlp, text, [
+        ("Formosa", "ATTACK_GROUP"), ("Formosa Petrochemical", "ORG"), ("Winnti", "ATTACK_GROUP"), ("category 5", "ATTACK_GROUP"),
+    ])
+    records = _assembler(shipped_nlp)(doc)._.incidents
+    assert records
+    groups = {a["name"] for rec in records for a in rec["attack_groups"]}
+    assert "Formosa" not in groups and "category 5" not in groups  # an organisation's first word; lower case
+    assert "Winnti" in groups
+    org = [o for rec in records for f in ("victims", "affected_organisations", "other_organisations") for o in rec[f]
+           if o["name"].startswith("Formosa")]
+    assert len(org) == 1 and len(org[0]["mentions"]) == 2  # the title's "Formosa" is one of its mentions
 
 
 # -- scoring --------------------------------------------------------------------

@@ -127,6 +127,8 @@ RECORD_PIPES = (
     ("nhs_record_builder", "record_builder"),
 )
 ACTOR_PIPES = ("actor_ruler", "actor_linker")
+#: Placed right after ``ner``: entity edges are repaired before names are linked.
+REPAIR_PIPE = ("nhs_entity_repair", "entity_repair")
 
 
 def add_record_components(pipeline_dir: Path, record_models: Path, dest: Path, force: bool = False,
@@ -151,8 +153,9 @@ def add_record_components(pipeline_dir: Path, record_models: Path, dest: Path, f
     pipeline_dir, dest = Path(pipeline_dir), Path(dest)
     if dest.exists() and not force and dest.resolve() != pipeline_dir.resolve():
         raise FileExistsError(f"{dest} exists; pass force to replace it")
-    nlp = spacy.load(pipeline_dir, exclude=[name for _, name in RECORD_PIPES] + list(ACTOR_PIPES))
+    nlp = spacy.load(pipeline_dir, exclude=[name for _, name in RECORD_PIPES] + list(ACTOR_PIPES) + [REPAIR_PIPE[1]])
     add_actor_pipes(nlp, after="ner", linker_config=linker_config)
+    nlp.add_pipe(REPAIR_PIPE[0], name=REPAIR_PIPE[1], after="ner")
     for factory, name in RECORD_PIPES:
         nlp.add_pipe(factory, name=name)
         if factory == "nhs_record_builder":

@@ -534,6 +534,38 @@ def _resolve_label_conflicts(orgs: Dict[str, _Cluster], actors: Dict[str, _Clust
         else:
             org.spans = sorted(org.spans + actor.spans, key=lambda s: s.start)
             del actors[akey]
+    _unlinked_group_names(orgs, actors)
+
+
+def _org_variant(name: str, orgs: Dict[str, _Cluster]) -> Optional[str]:
+    """The key of the organisation ``name`` names, if any: a variant (``same_organisation``) or the
+    first words of its name ("Formosa" / "Formosa Petrochemical")."""
+    words = org_key(name).split()
+    if not words:
+        return None
+    for key, org in orgs.items():
+        if key.split()[: len(words)] == words or same_organisation(org.name, name):
+            return key
+    return None
+
+
+def _unlinked_group_names(orgs: Dict[str, _Cluster], actors: Dict[str, _Cluster]) -> None:
+    """Attack-group names the alias table does not know need to look like one. In the gold spans of
+    the train and dev splits (715 group names, 30 of them unknown to the table) no unknown group
+    name is written in lower case, and none is a variant or the first words of an organisation
+    named in the same article; tagger errors are ("patchwork", "category 1"; "Transnet" beside
+    the organisation Transnet, "Formosa" beside "Formosa Petrochemical", "SIT" beside
+    "Südwestfalen-IT"). Lower-case ones are dropped, organisation-like ones become organisations."""
+    for key in list(actors):
+        c = actors[key]
+        if c.label != ATTACK_GROUP or c.link is not None:
+            continue
+        okey = _org_variant(c.name, orgs)
+        if not any(ch.isupper() for ch in c.name):
+            del actors[key]
+        elif okey is not None:
+            orgs[okey].spans = sorted(orgs[okey].spans + c.spans, key=lambda s: s.start)
+            del actors[key]
 
 
 class _Entity:
@@ -572,6 +604,36 @@ def organisation_entities(clusters: Sequence[_Cluster]) -> List[_Entity]:
     """Group organisation clusters whose names are variants of each other (``same_organisation``)."""
     comps = connected(len(clusters), lambda i, j: same_organisation(clusters[i].name, clusters[j].name))
     return [_Entity([clusters[i] for i in idx]) for idx in comps]
+
+
+def seed_links(seeds: Sequence[_Entity], seed_sents: Sequence[Set[int]]) -> Callable[[int, int], bool]:
+    """Which incident seeds (victims and attack groups) belong to one incident.
+
+    Two victims named in one sentence do; a victim and an attack group do when the group is
+    one the victim is named with most often (sentences shared); two groups only through a
+    victim. Groups named side by side ("DarkSide and REvil were the year's worst") thus stay
+    apart when each is named with its own victim; on the train split's records (tagged by the
+    shipped model) this raised attack-group F1 from 0.788 to 0.802 and victims F1 from 0.811
+    to 0.821 over linking any two seeds that share a sentence (dev: unchanged).
+    """
+    is_group = [x.label == ATTACK_GROUP for x in seeds]
+    best: Dict[int, Set[int]] = {}
+    for i, group in enumerate(is_group):
+        if group:
+            continue
+        shared = {j: len(seed_sents[i] & seed_sents[j]) for j, other in enumerate(is_group) if other}
+        top = max(shared.values(), default=0)
+        best[i] = {j for j, n in shared.items() if n == top and n > 0}
+
+    def linked(i: int, j: int) -> bool:
+        if is_group[i] and is_group[j]:
+            return False
+        if not is_group[i] and not is_group[j]:
+            return bool(seed_sents[i] & seed_sents[j])
+        victim, group = (i, j) if is_group[j] else (j, i)
+        return group in best[victim]
+
+    return linked
 
 
 class RecordBuilder:
@@ -681,9 +743,9 @@ class RecordBuilder:
         seeds: List[_Entity] = victims + groups
         if not seeds:
             return []
-        # Connected components of seeds named in one sentence.
+        # Incidents: connected components of seeds (``seed_links``).
         seed_sents = [sents(c) for c in seeds]
-        components = [[seeds[i] for i in idx] for idx in connected(len(seeds), lambda i, j: bool(seed_sents[i] & seed_sents[j]))]
+        components = [[seeds[i] for i in idx] for idx in connected(len(seeds), seed_links(seeds, seed_sents))]
         with_victim = [c for c in components if any(x.label == ORG for x in c)]
         group_only = [c for c in components if not any(x.label == ORG for x in c)]
         if not with_victim:

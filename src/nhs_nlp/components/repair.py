@@ -1,0 +1,100 @@
+"""Entity boundary repair: name spans that end on a word no name ends on.
+
+The tagger sometimes runs a name into the next word ("Formosa Petrochemical said",
+"Court of Appeal for", "Royal in Dallas") or cuts it at a bracket ("PhilHealth)"). On
+the gold spans of the corpus train and dev splits (3,321 ORG, 715 attack-group and
+malware names), no ORG, ATTACK_GROUP or MALWARE span starts or ends on a lower-case
+stop word, a reporting verb or a lower-case past-tense word, and none has unbalanced
+brackets. This component trims such edges (never to nothing) and closes a bracket
+the name opened ("NoName057(16" -> "NoName057(16)"). Labels are left as they are.
+
+    nlp.add_pipe("nhs_entity_repair", after="ner")
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Sequence, Tuple
+
+from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.language import Language
+from spacy.tokens import Doc, Span, Token
+
+from ..labels import ATTACK_GROUP, MALWARE, ORG
+
+#: Verbs that follow a name in reporting ("X said", "X confirmed").
+REPORTING_VERBS: Tuple[str, ...] = (
+    "added", "admitted", "announced", "claimed", "confirmed", "disclosed", "reported", "said", "says",
+    "stated", "told", "warned",
+)
+
+
+@Language.factory(
+    "nhs_entity_repair",
+    default_config={"labels": [ORG, ATTACK_GROUP, MALWARE], "edge_words": list(REPORTING_VERBS)},
+    assigns=["doc.ents"],
+    requires=["doc.ents"],
+)
+def make_entity_repair(nlp: Language, name: str, labels: List[str], edge_words: List[str]) -> "EntityRepair":
+    """Create the boundary repair component.
+
+    labels (List[str]): entity labels whose edges are repaired.
+    edge_words (List[str]): lower-case words, besides stop words and past-tense words, that no
+        name starts or ends on.
+    """
+    return EntityRepair(name, labels=labels, edge_words=edge_words)
+
+
+class EntityRepair:
+    """Trim name spans' edges that cannot belong to a name; balance brackets (see the module docstring)."""
+
+    def __init__(self, name: str = "nhs_entity_repair", *, labels: Sequence[str] = (ORG, ATTACK_GROUP, MALWARE),
+                 edge_words: Iterable[str] = REPORTING_VERBS) -> None:
+        self.name = name
+        self.labels = frozenset(labels)
+        self.edge_words = frozenset(w.lower() for w in edge_words)
+
+    def is_bad_edge(self, token: Token) -> bool:
+        """A lower-case stop word ("for", "in"), a listed word ("said") or past-tense word ("disabled")."""
+        word = token.text
+        if not word.islower():
+            return False
+        return word in STOP_WORDS or word in self.edge_words or (word.endswith("ed") and len(word) > 3)
+
+    def repair(self, doc: Doc, span: Span, taken: Sequence[bool]) -> Tuple[int, int]:
+        """The repaired token bounds of ``span`` (``taken``: tokens inside other entities)."""
+        start, end = span.start, span.end
+        while end - start > 1 and self.is_bad_edge(doc[end - 1]):
+            end -= 1
+        while end - start > 1 and self.is_bad_edge(doc[start]):
+            start += 1
+        text = doc[start:end].text
+        if text.count(")") > text.count("(") and doc[end - 1].text == ")" and end - start > 1:
+            end -= 1
+        elif text.count("(") > text.count(")") and end < len(doc) and doc[end].text == ")" and not taken[end]:
+            end += 1
+        return start, end
+
+    def __call__(self, doc: Doc) -> Doc:
+        ents = list(doc.ents)
+        if not ents:
+            return doc
+        taken = [False] * len(doc)
+        for ent in ents:
+            for i in range(ent.start, ent.end):
+                taken[i] = True
+        changed = False
+        out: List[Span] = []
+        for ent in ents:
+            if ent.label_ in self.labels:
+                start, end = self.repair(doc, ent, taken)
+                if (start, end) != (ent.start, ent.end):
+                    ent = Span(doc, start, end, label=ent.label_, kb_id=ent.kb_id_)
+                    changed = True
+            out.append(ent)
+        if changed:
+            doc.ents = out
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], batch_size: int = 128) -> Iterable[Doc]:
+        for doc in stream:
+            yield self(doc)

@@ -1,0 +1,82 @@
+"""The entity boundary repair component (``nhs_entity_repair``)."""
+import json
+
+import pytest
+import spacy
+from spacy.tokens import Span
+
+from nhs_nlp.components.repair import EntityRepair
+
+TOKENIZER = {"nlp": {"tokenizer": {"@tokenizers": "nhs_nlp.Tokenizer.v1"}}}
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    nlp = spacy.blank("en", config=TOKENIZER)
+    nlp.add_pipe("nhs_entity_repair")
+    return nlp
+
+
+def repaired(nlp, text, tagged, label="ORG"):
+    """Tag ``tagged`` (its first occurrence) by hand, run the pipeline, return the entities."""
+    doc = nlp.make_doc(text)
+    start = text.index(tagged)
+    doc.ents = [doc.char_span(start, start + len(tagged), label=label, alignment_mode="expand")]
+    doc = nlp(doc)
+    return [(e.text, e.label_) for e in doc.ents]
+
+
+@pytest.mark.parametrize(
+    "text, tagged, label, expected",
+    [
+        ("On Tuesday Formosa Petrochemical said an attack hit it.", "Formosa Petrochemical said", "ORG", "Formosa Petrochemical"),
+        ("The Court of Appeal for England ruled.", "Court of Appeal for", "ORG", "Court of Appeal"),
+        ("Royal in Dallas, Play in Oakland.", "Royal in", "ATTACK_GROUP", "Royal"),
+        ("The insurer (PhilHealth) was hit.", "PhilHealth)", "ORG", "PhilHealth"),
+        ("After the attack SIT disabled its systems.", "SIT disabled", "MALWARE", "SIT"),
+        ("the Medusa gang and the NHS", "the Medusa", "ATTACK_GROUP", "Medusa"),
+        # names that end in lower-case words that are not stop words or past tenses stay whole
+        ("Anhalt-Bitterfeld district administration declared a disaster.", "Anhalt-Bitterfeld district administration", "ORG",
+         "Anhalt-Bitterfeld district administration"),
+        ("Bergisch Gladbach city council closed.", "Bergisch Gladbach city council", "ORG", "Bergisch Gladbach city council"),
+        ("Lapsus$ members were 0ktapus affiliates.", "0ktapus", "ATTACK_GROUP", "0ktapus"),
+        ("NoName057(16) claimed it.", "NoName057(16)", "ATTACK_GROUP", "NoName057(16)"),
+    ],
+)
+def test_edges_no_name_has_are_trimmed(nlp, text, tagged, label, expected):
+    assert repaired(nlp, text, tagged, label) == [(expected, label)]
+
+
+def test_a_bracket_the_name_opened_is_closed(nlp):
+    doc = nlp.make_doc("NoName057(16) claimed the attacks.")
+    tokens = [t.text for t in doc]
+    assert tokens[:2] == ["NoName057(16", ")"]  # the tokenizer splits the closing bracket off
+    doc.ents = [Span(doc, 0, 1, label="ATTACK_GROUP")]
+    assert [e.text for e in nlp(doc).ents] == ["NoName057(16)"]
+
+
+def test_other_labels_and_one_word_names_are_left_alone(nlp):
+    assert repaired(nlp, "It lasted for three weeks in total.", "three weeks in", "QUANTITY") == [("three weeks in", "QUANTITY")]
+    assert repaired(nlp, "They said so.", "said", "ORG") == [("said", "ORG")]  # never trimmed to nothing
+
+
+def test_neighbouring_entities_are_not_swallowed(nlp):
+    doc = nlp.make_doc("NoName057(16) hit Acme")
+    doc.ents = [Span(doc, 0, 1, label="ATTACK_GROUP"), Span(doc, 1, 2, label="ORG")]
+    assert [(e.text, e.label_) for e in nlp(doc).ents] == [("NoName057(16", "ATTACK_GROUP"), (")", "ORG")]
+
+
+def test_empty_doc_and_config(nlp):
+    assert list(nlp("").ents) == []
+    custom = spacy.blank("en")
+    custom.add_pipe("nhs_entity_repair", config={"labels": ["ORG"], "edge_words": ["commented"]})
+    repair = custom.get_pipe("nhs_entity_repair")
+    assert isinstance(repair, EntityRepair) and repair.labels == frozenset({"ORG"}) and "commented" in repair.edge_words
+
+
+def test_the_shipped_pipeline_repairs_before_linking(shipped_nlp, root):
+    names = shipped_nlp.pipe_names
+    assert names.index("ner") + 1 == names.index("entity_repair") < names.index("actor_linker")
+    model = root / "models" / "nhs-nlp-ner"
+    assert 'factory = "nhs_entity_repair"' in (model / "config.cfg").read_text(encoding="utf8")
+    assert "entity_repair" in json.loads((model / "meta.json").read_text(encoding="utf8"))["pipeline"]
