@@ -409,6 +409,7 @@ def found(doc):
         ("Hunters International claimed it. Hunters later said more.",
          [("Hunters International", "ATTACK_GROUP", "Hunters International"), ("Hunters", "ATTACK_GROUP", "Hunters International")]),
         ("WannaCry spread in 2017.", [("WannaCry", "MALWARE", "WannaCry")]),
+        ("Police said Operation Medusa targeted the Snake malware, not the Medusa gang.", [("Medusa", "ATTACK_GROUP", "Medusa")]),
     ],
 )
 def test_ruler_adds_with_context_only(ruled, text, expected):

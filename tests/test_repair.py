@@ -55,6 +55,12 @@ def test_a_bracket_the_name_opened_is_closed(nlp):
     assert [e.text for e in nlp(doc).ents] == ["NoName057(16)"]
 
 
+def test_operation_names_are_not_gangs(nlp):
+    doc = nlp.make_doc("Operation Medusa took down Snake; the Medusa gang was not involved.")
+    doc.ents = [Span(doc, 1, 2, label="ATTACK_GROUP"), Span(doc, 4, 5, label="MALWARE"), Span(doc, 7, 8, label="ATTACK_GROUP")]
+    assert [(e.text, e.start) for e in nlp(doc).ents] == [("Snake", 4), ("Medusa", 7)]
+
+
 def test_other_labels_and_one_word_names_are_left_alone(nlp):
     assert repaired(nlp, "It lasted for three weeks in total.", "three weeks in", "QUANTITY") == [("three weeks in", "QUANTITY")]
     assert repaired(nlp, "They said so.", "said", "ORG") == [("said", "ORG")]  # never trimmed to nothing
@@ -69,9 +75,10 @@ def test_neighbouring_entities_are_not_swallowed(nlp):
 def test_empty_doc_and_config(nlp):
     assert list(nlp("").ents) == []
     custom = spacy.blank("en")
-    custom.add_pipe("nhs_entity_repair", config={"labels": ["ORG"], "edge_words": ["commented"]})
+    custom.add_pipe("nhs_entity_repair", config={"labels": ["ORG"], "edge_words": ["commented"], "not_after": []})
     repair = custom.get_pipe("nhs_entity_repair")
     assert isinstance(repair, EntityRepair) and repair.labels == frozenset({"ORG"}) and "commented" in repair.edge_words
+    assert not repair.not_after
 
 
 def test_the_shipped_pipeline_repairs_before_linking(shipped_nlp, root):

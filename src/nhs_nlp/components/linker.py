@@ -33,6 +33,7 @@ from spacy.util import to_disk as util_to_disk
 from ..aliases import AliasTable, Match, fold_leet, is_common_word, normalise, word_frequency
 from ..extensions import install_extensions
 from ..labels import ATTACK_GROUP, MALWARE
+from .repair import NOT_AFTER
 
 CANDIDATES_KEY = "actor_candidates"
 TABLE_FILE = "aliases.json"
@@ -233,6 +234,8 @@ class ActorLinker:
             for cand, m in found:
                 if m.entry is None or m.common != common_pass or any(taken[cand.start : cand.end]):
                     continue
+                if cand.start > 0 and doc[cand.start - 1].text in NOT_AFTER:
+                    continue  # "Operation Medusa": an operation's name (see components.repair)
                 if m.common and (self._inside_longer_name(doc, cand.start, cand.end) or not (m.entry in support or self.has_cue(doc, cand.start, cand.end))):
                     continue
                 added.append(Span(doc, cand.start, cand.end, label=cand.label_))

@@ -5,8 +5,11 @@ The tagger sometimes runs a name into the next word ("Formosa Petrochemical said
 the gold spans of the corpus train and dev splits (3,321 ORG, 715 attack-group and
 malware names), no ORG, ATTACK_GROUP or MALWARE span starts or ends on a lower-case
 stop word, a reporting verb or a lower-case past-tense word, and none has unbalanced
-brackets. This component trims such edges (never to nothing) and closes a bracket
-the name opened ("NoName057(16" -> "NoName057(16)"). Labels are left as they are.
+brackets; and no name follows "Operation" (12 times in that text: "Operation Cronos",
+"Operation Medusa" are law-enforcement operations, not the gangs they share a word
+with). This component trims such edges (never to nothing), closes a bracket the name
+opened ("NoName057(16" -> "NoName057(16)") and drops names right after "Operation".
+Labels are left as they are.
 
     nlp.add_pipe("nhs_entity_repair", after="ner")
 """
@@ -21,6 +24,8 @@ from spacy.tokens import Doc, Span, Token
 
 from ..labels import ATTACK_GROUP, MALWARE, ORG
 
+#: Words (case-sensitive) right after which a span is not a name of the repaired labels.
+NOT_AFTER: Tuple[str, ...] = ("Operation",)
 #: Verbs that follow a name in reporting ("X said", "X confirmed").
 REPORTING_VERBS: Tuple[str, ...] = (
     "added", "admitted", "announced", "claimed", "confirmed", "disclosed", "reported", "said", "says",
@@ -30,28 +35,31 @@ REPORTING_VERBS: Tuple[str, ...] = (
 
 @Language.factory(
     "nhs_entity_repair",
-    default_config={"labels": [ORG, ATTACK_GROUP, MALWARE], "edge_words": list(REPORTING_VERBS)},
+    default_config={"labels": [ORG, ATTACK_GROUP, MALWARE], "edge_words": list(REPORTING_VERBS), "not_after": list(NOT_AFTER)},
     assigns=["doc.ents"],
     requires=["doc.ents"],
 )
-def make_entity_repair(nlp: Language, name: str, labels: List[str], edge_words: List[str]) -> "EntityRepair":
+def make_entity_repair(nlp: Language, name: str, labels: List[str], edge_words: List[str], not_after: List[str]) -> "EntityRepair":
     """Create the boundary repair component.
 
     labels (List[str]): entity labels whose edges are repaired.
     edge_words (List[str]): lower-case words, besides stop words and past-tense words, that no
         name starts or ends on.
+    not_after (List[str]): words (case-sensitive) right after which no span of these labels is kept.
     """
-    return EntityRepair(name, labels=labels, edge_words=edge_words)
+    return EntityRepair(name, labels=labels, edge_words=edge_words, not_after=not_after)
 
 
 class EntityRepair:
-    """Trim name spans' edges that cannot belong to a name; balance brackets (see the module docstring)."""
+    """Trim name spans' edges that cannot belong to a name, balance brackets, drop operation
+    names (see the module docstring)."""
 
     def __init__(self, name: str = "nhs_entity_repair", *, labels: Sequence[str] = (ORG, ATTACK_GROUP, MALWARE),
-                 edge_words: Iterable[str] = REPORTING_VERBS) -> None:
+                 edge_words: Iterable[str] = REPORTING_VERBS, not_after: Iterable[str] = NOT_AFTER) -> None:
         self.name = name
         self.labels = frozenset(labels)
         self.edge_words = frozenset(w.lower() for w in edge_words)
+        self.not_after = frozenset(not_after)
 
     def is_bad_edge(self, token: Token) -> bool:
         """A lower-case stop word ("for", "in"), a listed word ("said") or past-tense word ("disabled")."""
@@ -85,6 +93,9 @@ class EntityRepair:
         changed = False
         out: List[Span] = []
         for ent in ents:
+            if ent.label_ in self.labels and ent.start > 0 and doc[ent.start - 1].text in self.not_after:
+                changed = True
+                continue
             if ent.label_ in self.labels:
                 start, end = self.repair(doc, ent, taken)
                 if (start, end) != (ent.start, ent.end):
