@@ -15,6 +15,7 @@ from nhs_nlp.components.records import (
     is_proper_name,
     nearest_verb_role,
     same_organisation,
+    victims_together,
 )
 from nhs_nlp.records import IncidentRecord, align_records, score_records
 from nhs_nlp.tokenizer import blank_english
@@ -319,6 +320,40 @@ def test_two_gangs_named_together_keep_their_own_victims(shipped_nlp):
     records = _assembler(shipped_nlp)(doc)._.incidents
     by_victim = {v["name"]: {a["canonical"] for a in rec["attack_groups"]} for rec in records for v in rec["victims"]}
     assert by_victim == {"Colonial Pipeline": {"Darkside"}, "JBS": {"REvil"}}
+
+
+@pytest.mark.parametrize(
+    "a, b, together",
+    [
+        ({0, 1, 2}, {0, 3, 4}, False),  # named together once, each with a story of its own
+        ({0}, {0, 1, 2}, True),
+        ({1, 2}, {1, 3}, True),  # one sentence each of their own
+        ({1, 2}, {3, 4}, False),  # never in one sentence
+    ],
+)
+def test_victims_together(a, b, together):
+    assert victims_together(a, b) is together
+
+
+def test_two_victims_with_their_own_stories_are_two_incidents_of_one_group(shipped_nlp):
+    text = (
+        "HPE follows Microsoft in disclosing email breach by Midnight Blizzard\n\n"
+        "Hewlett Packard Enterprise said Midnight Blizzard had accessed its cloud email. "
+        "HPE was told of the intrusion in December. "
+        "HPE said the hackers took data from a small number of mailboxes. "
+        "Microsoft said last week that Midnight Blizzard had read the email of its senior leaders. "
+        "Microsoft detected the attack on January 12. "
+        "Microsoft said it found no access to customer systems."
+    )
+    doc = _tagged(shipped_nlp, text, [
+        ("HPE", "ORG"), ("Microsoft", "ORG"), ("Midnight Blizzard", "ATTACK_GROUP"), ("Hewlett Packard Enterprise", "ORG"),
+        ("Midnight Blizzard", "ATTACK_GROUP"), ("HPE", "ORG"), ("HPE", "ORG"), ("Microsoft", "ORG"),
+        ("Midnight Blizzard", "ATTACK_GROUP"), ("Microsoft", "ORG"), ("Microsoft", "ORG"),
+    ])
+    records = _assembler(shipped_nlp)(doc)._.incidents
+    victims = sorted(sorted(v["name"] for v in rec["victims"]) for rec in records)
+    assert victims == [["HPE", "Hewlett Packard Enterprise"], ["Microsoft"]]
+    assert all({a["canonical"] for a in rec["attack_groups"]} == {"APT29"} for rec in records)
 
 
 def test_unknown_group_names_that_name_an_organisation_are_the_organisation(shipped_nlp):
