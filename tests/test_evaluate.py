@@ -328,6 +328,13 @@ def test_record_metrics_use_score_records():
     assert result["status"] == "scored" and result["docs"] == 1
     assert result["per_field"]["attack_groups"]["f1"] == 1.0
     assert result["per_field"]["victims"]["recall"] == 0.0
+    # gold names are canonicalised through the alias table, as `nhs-nlp records evaluate` does
+    text2 = "Cozy Bear breached Microsoft."
+    gold2 = GoldDoc("z", "z.jsonl", 1, doc=NLP.make_doc(text2),
+                    records=[{"incident": "m", "attack_groups": [{"text": "Cozy Bear", "mentions": [[0, 9]]}], "victims": []}])
+    pred2 = NLP.make_doc(text2)
+    pred2._.incidents = [IncidentRecord(incident_id="z#1", attack_groups=[{"name": "Cozy Bear", "canonical": "APT29", "mentions": [(0, 9)]}]).model_dump(mode="json")]
+    assert score_record_docs([gold2], [pred2])["per_field"]["attack_groups"]["f1"] == 1.0
     nothing = NLP.make_doc(text)
     assert score_record_docs([gold], [nothing])["status"] == "skipped"
     assert score_record_docs([GoldDoc("y", "y.jsonl", 1, doc=NLP.make_doc(text))], [pred]) is None

@@ -461,3 +461,43 @@ def test_records_train_cli_on_a_small_corpus(tmp_path):
     assert report["role"]["train_mentions"] > 100
     builder = RecordBuilder(spacy.blank("en")).from_disk(out)
     assert builder.is_trained and set(builder.role_model.classes) <= {"victim", "affected", "other", "none"}
+
+
+def test_scoring_from_gold_entities_runs_only_the_components_after_ner(shipped_nlp, tmp_path):
+    """`nhs-nlp records evaluate --gold-entities`: records assembled from the gold spans."""
+    from nhs_nlp.record_training import score_pipeline_records
+
+    text = (
+        "Qilin ransomware attack hits Synnovis\n\n"
+        "The Qilin gang attacked Synnovis, a pathology supplier, with ransomware. "
+        "Blood tests were cancelled at King's College Hospital. Synnovis said it was working with the NCSC."
+    )
+
+    def span(surface, label, nth=0):
+        start = -1
+        for _ in range(nth + 1):
+            start = text.index(surface, start + 1)
+        return {"start": start, "end": start + len(surface), "label": label}
+
+    spans = [span("Qilin", "ATTACK_GROUP"), span("Synnovis", "ORG"), span("Qilin", "ATTACK_GROUP", 1),
+             span("Synnovis", "ORG", 1), span("Blood tests", "SERVICE"), span("King's College Hospital", "ORG"),
+             span("Synnovis", "ORG", 2), span("NCSC", "ORG")]
+    mentions = lambda surface, label: [[s["start"], s["end"]] for s in spans if s["label"] == label and text[s["start"]:s["end"]] == surface]  # noqa: E731
+    row = {"id": "gold-1", "text": text, "spans": spans, "records": [{
+        "incident": "synnovis", "attack_type": "ransomware",
+        "attack_groups": [{"text": "Qilin", "mentions": mentions("Qilin", "ATTACK_GROUP")}],
+        "victims": [{"text": "Synnovis", "mentions": mentions("Synnovis", "ORG")}],
+        "affected_organisations": [{"text": "King's College Hospital", "mentions": mentions("King's College Hospital", "ORG")}],
+        "other_organisations": [{"text": "NCSC", "mentions": mentions("NCSC", "ORG")}],
+        "affected_services": [{"text": "Blood tests", "mentions": mentions("Blood tests", "SERVICE")}],
+        "malware": [], "quantities": [],
+    }]}
+    path = tmp_path / "gold.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf8")
+    scores = score_pipeline_records(shipped_nlp, path, gold_entities=True)
+    fields = scores["per_field"]
+    assert scores["docs"] == 1 and scores["records"]["recall"] == 1.0
+    assert fields["attack_groups"]["f1"] == 1.0 and fields["victims"]["recall"] == 1.0
+    assert fields["other_organisations"]["f1"] == 1.0
+    with pytest.raises(ValueError, match="'ner'"):
+        score_pipeline_records(spacy.blank("en"), path, gold_entities=True)

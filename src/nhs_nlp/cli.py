@@ -584,6 +584,7 @@ def records_evaluate_cli(
     split: str = typer.Option("dev", "--split", help="Corpus split: train, dev or test."),
     corpus_dir: Optional[Path] = typer.Option(None, "--corpus", help="Compiled corpus folder [default: build corpus/articles]."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the scores to this file."),
+    gold_entities: bool = typer.Option(False, "--gold-entities", help="Assemble records from the gold entities instead of the tagger's: scores the record assembly alone."),
 ) -> None:
     """Slot precision/recall/F1 per record field on a corpus split, for the pipeline's records."""
     from . import load
@@ -594,10 +595,12 @@ def records_evaluate_cli(
     if "record_builder" not in nlp.pipe_names and not any(f == "nhs_record_builder" for f in nlp.pipe_factories.values()):
         err_console.print(f"[red]error:[/red] {model or 'the shipped model'} has no nhs_record_builder component")
         raise typer.Exit(2)
-    scores = score_pipeline_records(nlp, folder / f"{split}.jsonl")
+    scores = score_pipeline_records(nlp, folder / f"{split}.jsonl", gold_entities=gold_entities)
+    scores["entities"] = "gold" if gold_entities else "pipeline"
     if json_out:
         json_out.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n", encoding="utf8")
-    table = Table(title=f"record slots, corpus {split} split ({scores['docs']} articles)")
+    source = "gold entities" if gold_entities else "the pipeline's entities"
+    table = Table(title=f"record slots, corpus {split} split ({scores['docs']} articles, {source})")
     for col in ("field", "precision", "recall", "F1", "predicted", "gold"):
         table.add_column(col, justify="right" if col != "field" else "left")
     for field, s in [("records", scores["records"])] + list(scores["per_field"].items()):

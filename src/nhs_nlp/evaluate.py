@@ -486,10 +486,14 @@ def score_record_docs(golds: Sequence[GoldDoc], preds: Sequence[Doc]) -> Optiona
     if not Doc.has_extension("incidents") or all(preds[i]._.incidents is None for i in pairs_idx):
         return {"status": "skipped", "reason": "the pipeline sets no doc._.incidents (it has no records component)"}
     try:
+        from .record_training import default_canonicaliser
         from .records import score_records  # type: ignore[attr-defined]
     except ImportError:
         return {"status": "skipped", "reason": "nhs_nlp.records.score_records is not available in this version"}
-    result = dict(score_records([(golds[i].records, preds[i]._.incidents or []) for i in pairs_idx]))
+    # Gold attack-group names are canonicalised through the alias table, as `nhs-nlp records
+    # evaluate` does, so "Cozy Bear" and "APT29" are one group on both sides.
+    pairs = [(golds[i].records, preds[i]._.incidents or []) for i in pairs_idx]
+    result = dict(score_records(pairs, canonicalise=default_canonicaliser()))
     result.update(status="scored", docs=len(pairs_idx))
     return result
 

@@ -351,12 +351,29 @@ def default_canonicaliser():
     return canonicalise
 
 
-def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canonicalise=None) -> Dict[str, Any]:
+def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canonicalise=None,
+                           gold_entities: bool = False) -> Dict[str, Any]:
     """Run ``nlp`` over the texts of a corpus JSON Lines file and score its records
-    against the gold ones (``nhs_nlp.records.score_records``)."""
+    against the gold ones (``nhs_nlp.records.score_records``).
+
+    gold_entities (bool): start from the gold entities instead of the tagger's: only the
+        components after ``ner`` run (linking, quantity parsing, record assembly), so the
+        scores measure the record assembly alone.
+    """
     from .records import score_records
 
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf8").splitlines() if line.strip()]
-    docs = nlp.pipe((r["text"] for r in rows), batch_size=batch_size)
+    if gold_entities:
+        if "ner" not in nlp.pipe_names:
+            raise ValueError("gold_entities needs a pipeline with a 'ner' component: the components after it are run")
+        after = nlp.pipe_names[nlp.pipe_names.index("ner") + 1:]
+        rows, docs = [], []
+        for row, doc in jsonl_docs(nlp, path):
+            for name in after:
+                doc = nlp.get_pipe(name)(doc)
+            rows.append(row)
+            docs.append(doc)
+    else:
+        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf8").splitlines() if line.strip()]
+        docs = nlp.pipe((r["text"] for r in rows), batch_size=batch_size)
     pairs = [(r.get("records", []), doc._.incidents or []) for r, doc in zip(rows, docs)]
     return score_records(pairs, canonicalise=canonicalise if canonicalise is not None else default_canonicaliser())
