@@ -17,7 +17,7 @@ from nhs_nlp.components.records import (
     same_organisation,
     victims_together,
 )
-from nhs_nlp.records import IncidentRecord, align_records, score_records
+from nhs_nlp.records import IncidentRecord, align_records, record_errors, score_records
 from nhs_nlp.tokenizer import blank_english
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -418,6 +418,30 @@ def test_score_records_by_hand():
     assert scores["records"]["f1"] == 1.0
 
 
+def test_record_errors_name_what_was_missed_and_what_is_spurious():
+    gold = [
+        {**_gold([("Synnovis", (0, 8))], [("Qilin", (20, 25))]), "incident": "synnovis-2024"},
+        {**_gold([("Capita", (100, 106))], [("Black Basta", (110, 121))], "data breach"), "incident": "capita-2023"},
+    ]
+    pred = [
+        {**_pred([("Synnovis", (0, 8)), ("NHS England", (60, 71))], [("Agenda", (20, 25), "Qilin")], "data breach"), "incident_id": "1"},
+        {**_pred([("Tesco", (200, 205))], [], "ddos"), "incident_id": "2"},
+    ]
+    errors = record_errors(gold, pred, canonicalise=None)
+    by_gold = {e["gold_incident"]: e for e in errors}
+    synnovis = by_gold["synnovis-2024"]
+    assert synnovis["predicted_incident"] == "1"
+    assert synnovis["fields"]["victims"] == {"missed": [], "spurious": ["NHS England"]}
+    assert synnovis["fields"]["attack_type"] == {"missed": ["ransomware"], "spurious": ["data breach"]}
+    assert "attack_groups" not in synnovis["fields"]  # "Agenda" is Qilin: canonical names match
+    capita = by_gold["capita-2023"]  # shares nothing with Tesco: a missed incident
+    assert capita["predicted_incident"] is None
+    assert capita["fields"]["attack_groups"] == {"missed": ["black basta"], "spurious": []}
+    spurious = by_gold[None]
+    assert spurious["predicted_incident"] == "2" and spurious["fields"]["victims"] == {"missed": [], "spurious": ["Tesco"]}
+    assert record_errors(gold[:1], [{**_pred([("Synnovis", (0, 8))], [("Qilin", (20, 25), "Qilin")]), "incident_id": "1"}]) == []
+
+
 def test_unaligned_records_count_every_slot_as_missed_or_spurious():
     gold = [_gold([("Synnovis", (0, 8))], []), _gold([("British Library", (100, 115))], [("Rhysida", (120, 127))])]
     pred = [_pred([("Synnovis", (0, 8))], [])]
@@ -494,7 +518,11 @@ def test_scoring_from_gold_entities_runs_only_the_components_after_ner(shipped_n
     }]}
     path = tmp_path / "gold.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf8")
-    scores = score_pipeline_records(shipped_nlp, path, gold_entities=True)
+    errors = tmp_path / "errors.jsonl"
+    scores = score_pipeline_records(shipped_nlp, path, gold_entities=True, errors_path=errors)
+    lines = [json.loads(line) for line in errors.read_text(encoding="utf8").splitlines()]
+    wrong = sum(v["predicted"] - v["tp"] + v["gold"] - v["tp"] for v in scores["per_field"].values())
+    assert (len(lines) == 1) == (wrong > 0) and all(line["id"] == "gold-1" for line in lines)
     fields = scores["per_field"]
     assert scores["docs"] == 1 and scores["records"]["recall"] == 1.0
     assert fields["attack_groups"]["f1"] == 1.0 and fields["victims"]["recall"] == 1.0

@@ -585,6 +585,7 @@ def records_evaluate_cli(
     corpus_dir: Optional[Path] = typer.Option(None, "--corpus", help="Compiled corpus folder [default: build corpus/articles]."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the scores to this file."),
     gold_entities: bool = typer.Option(False, "--gold-entities", help="Assemble records from the gold entities instead of the tagger's: scores the record assembly alone."),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="Also write each article's record errors (missed and spurious items per field) to this JSON Lines file."),
 ) -> None:
     """Slot precision/recall/F1 per record field on a corpus split, for the pipeline's records."""
     from . import load
@@ -595,7 +596,7 @@ def records_evaluate_cli(
     if "record_builder" not in nlp.pipe_names and not any(f == "nhs_record_builder" for f in nlp.pipe_factories.values()):
         err_console.print(f"[red]error:[/red] {model or 'the shipped model'} has no nhs_record_builder component")
         raise typer.Exit(2)
-    scores = score_pipeline_records(nlp, folder / f"{split}.jsonl", gold_entities=gold_entities)
+    scores = score_pipeline_records(nlp, folder / f"{split}.jsonl", gold_entities=gold_entities, errors_path=errors)
     scores["entities"] = "gold" if gold_entities else "pipeline"
     if json_out:
         json_out.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n", encoding="utf8")

@@ -352,15 +352,18 @@ def default_canonicaliser():
 
 
 def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canonicalise=None,
-                           gold_entities: bool = False) -> Dict[str, Any]:
+                           gold_entities: bool = False, errors_path: Optional[Path] = None) -> Dict[str, Any]:
     """Run ``nlp`` over the texts of a corpus JSON Lines file and score its records
     against the gold ones (``nhs_nlp.records.score_records``).
 
     gold_entities (bool): start from the gold entities instead of the tagger's: only the
         components after ``ner`` run (linking, quantity parsing, record assembly), so the
         scores measure the record assembly alone.
+    errors_path (Optional[Path]): also write, as JSON Lines, each article's record errors
+        (``nhs_nlp.records.record_errors``: per field the gold items missed and the predicted
+        items that are spurious); articles without errors are left out.
     """
-    from .records import score_records
+    from .records import record_errors, score_records
 
     if gold_entities:
         if "ner" not in nlp.pipe_names:
@@ -376,4 +379,11 @@ def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canon
         rows = [json.loads(line) for line in Path(path).read_text(encoding="utf8").splitlines() if line.strip()]
         docs = nlp.pipe((r["text"] for r in rows), batch_size=batch_size)
     pairs = [(r.get("records", []), doc._.incidents or []) for r, doc in zip(rows, docs)]
-    return score_records(pairs, canonicalise=canonicalise if canonicalise is not None else default_canonicaliser())
+    canonicalise = canonicalise if canonicalise is not None else default_canonicaliser()
+    if errors_path is not None:
+        with Path(errors_path).open("w", encoding="utf8") as fh:
+            for row, (gold, pred) in zip(rows, pairs):
+                errors = record_errors(gold, pred, canonicalise)
+                if errors:
+                    fh.write(json.dumps({"id": row.get("id"), "errors": errors}, ensure_ascii=False, sort_keys=True) + "\n")
+    return score_records(pairs, canonicalise=canonicalise)

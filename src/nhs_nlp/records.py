@@ -8,7 +8,7 @@ committed JSON Schema (``nhs-nlp schema -o src/nhs_nlp/data/incident-record.sche
 """
 from __future__ import annotations
 
-from typing import Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -172,14 +172,18 @@ def _same_item(field: str, gold: dict, pred: dict, canonicalise) -> bool:
     return _norm_name(gold["text"]) == _norm_name(pred.get("name", pred.get("text", "")))
 
 
-def _slot_counts(field: str, gold: Optional[dict], pred: Optional[dict], canonicalise) -> Tuple[int, int, int]:
-    """(tp, n_pred, n_gold) of one field for an aligned pair of records (either may be None)."""
+def _value(obj: Any) -> Any:
+    return obj.get("value") if isinstance(obj, dict) else obj
+
+
+def _field_diff(field: str, gold: Optional[dict], pred: Optional[dict], canonicalise) -> Tuple[int, int, int, List[str], List[str]]:
+    """(tp, n_pred, n_gold, missed gold names, spurious predicted names) of one field for an
+    aligned pair of records (either may be None)."""
     if field in ("attack_type", "attribution"):
         gv = gold.get(field) if gold else None
-        pv_obj = pred.get(field) if pred else None
-        pv = pv_obj.get("value") if isinstance(pv_obj, dict) else pv_obj
+        pv = _value(pred.get(field)) if pred else None
         tp = int(gv is not None and pv is not None and _norm_name(gv) == _norm_name(pv))
-        return tp, int(pv is not None), int(gv is not None)
+        return tp, int(pv is not None), int(gv is not None), [gv] if gv is not None and not tp else [], [pv] if pv is not None and not tp else []
     g_items = gold.get(field, []) if gold else []
     p_items = pred.get(field, []) if pred else []
     if field in ("attack_groups", "malware"):
@@ -191,16 +195,46 @@ def _slot_counts(field: str, gold: Optional[dict], pred: Optional[dict], canonic
             return _norm_name(it.get("canonical") or it.get("name") or "")
 
         gs, ps = {key_g(i) for i in g_items}, {key_p(i) for i in p_items}
-        return len(gs & ps), len(ps), len(gs)
+        return len(gs & ps), len(ps), len(gs), sorted(gs - ps), sorted(ps - gs)
     used: set = set()
-    tp = 0
+    missed: List[str] = []
     for g in g_items:
         for k, p in enumerate(p_items):
             if k not in used and _same_item(field, g, p, canonicalise):
                 used.add(k)
-                tp += 1
                 break
-    return tp, len(p_items), len(g_items)
+        else:
+            missed.append(g.get("text", ""))
+    spurious = [p.get("name", p.get("text", "")) for k, p in enumerate(p_items) if k not in used]
+    return len(used), len(p_items), len(g_items), missed, spurious
+
+
+def _slot_counts(field: str, gold: Optional[dict], pred: Optional[dict], canonicalise) -> Tuple[int, int, int]:
+    """(tp, n_pred, n_gold) of one field for an aligned pair of records (either may be None)."""
+    return _field_diff(field, gold, pred, canonicalise)[:3]
+
+
+def record_errors(gold: List[dict], pred: List[dict], canonicalise=None) -> List[Dict[str, Any]]:
+    """What one document's predicted records get wrong, per aligned pair of records (``align_records``):
+    for each field, the gold items missed and the predicted items that are spurious (canonical
+    names for attack groups and malware), and a wrong attack type or attribution. Pairs with
+    nothing wrong are left out; an unaligned record is a missed or a spurious incident.
+    RETURNS (List[Dict[str, Any]]): [{"gold_incident", "predicted_incident", "fields": {field: {"missed", "spurious"}}}].
+    """
+    out: List[Dict[str, Any]] = []
+    for g, p in align_records(list(gold), list(pred), canonicalise):
+        fields: Dict[str, Dict[str, List[str]]] = {}
+        for field in SCORED_FIELDS:
+            _, _, _, missed, spurious = _field_diff(field, g, p, canonicalise)
+            if missed or spurious:
+                fields[field] = {"missed": missed, "spurious": spurious}
+        if fields:
+            out.append({
+                "gold_incident": (g.get("incident") or "") if g is not None else None,
+                "predicted_incident": (p.get("incident_id") or "") if p is not None else None,
+                "fields": fields,
+            })
+    return out
 
 
 def _record_similarity(gold: dict, pred: dict, canonicalise) -> float:
