@@ -309,8 +309,8 @@ def test_two_gangs_named_together_keep_their_own_victims(shipped_nlp):
         "DarkSide and REvil were the most damaging ransomware gangs of the year. "
         "In May DarkSide encrypted the billing systems of Colonial Pipeline, which shut its pipeline. "
         "Colonial Pipeline paid DarkSide a ransom of $4.4 million. "
-        "In June REvil attacked the meat processor JBS, halting its plants. "
-        "JBS paid REvil $11 million."
+        "In June REvil encrypted the systems of the meat processor JBS, which shut its plants. "
+        "JBS paid REvil a ransom of $11 million."
     )
     doc = _tagged(shipped_nlp, text, [
         ("DarkSide", "ATTACK_GROUP"), ("REvil", "ATTACK_GROUP"), ("DarkSide", "ATTACK_GROUP"), ("Colonial Pipeline", "ORG"),
