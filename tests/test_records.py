@@ -250,6 +250,11 @@ def _assembler(nlp):
     return builder
 
 
+def _assembled(nlp, text, ents):
+    """The records the shipped record builder assembles from ``text`` tagged with ``ents``."""
+    return _assembler(nlp)(_tagged(nlp, text, ents))._.incidents
+
+
 def test_name_variants_share_one_record(shipped_nlp):
     text = (
         "Latitude Financial hit by ransomware attack\n\n"
@@ -257,11 +262,10 @@ def test_name_variants_share_one_record(shipped_nlp):
         "Latitude has refused to pay the ransom, the lender said. Investigators at the Australian Federal Police "
         "are working with the company."
     )
-    doc = _tagged(shipped_nlp, text, [
+    records = _assembled(shipped_nlp, text, [
         ("Latitude Financial", "ORG"), ("Latitude Financial", "ORG"), ("14 million customers", "QUANTITY"),
         ("Latitude", "ORG"), ("Australian Federal Police", "ORG"),
     ])
-    records = _assembler(shipped_nlp)(doc)._.incidents
     assert len(records) == 1
     assert {"Latitude", "Latitude Financial"} <= set(_field(records[0], "victims"))
 
@@ -272,11 +276,10 @@ def test_a_known_actor_tagged_as_an_organisation_is_the_actor(shipped_nlp):
         "Cisco said the Yanluowang ransomware gang breached its corporate network in May. "
         "Yanluowang published a list of stolen files, and Cisco said no ransomware was deployed."
     )
-    doc = _tagged(shipped_nlp, text, [
+    records = _assembled(shipped_nlp, text, [
         ("Cisco", "ORG"), ("Yanluowang", "ATTACK_GROUP"), ("Cisco", "ORG"), ("Yanluowang", "ATTACK_GROUP"),
         ("Yanluowang", "ORG"), ("Cisco", "ORG"),
     ])
-    records = _assembler(shipped_nlp)(doc)._.incidents
     assert records, "an attack on Cisco by Yanluowang is an incident"
     names = {o["name"] for rec in records for f in ("victims", "affected_organisations", "other_organisations") for o in rec[f]}
     assert "Yanluowang" not in names
@@ -290,10 +293,9 @@ def test_lower_case_organisation_spans_are_left_out(shipped_nlp):
         "Leicester City Council said a ransomware attack by INC Ransom took its systems offline. "
         "The customer service centre was closed for a week."
     )
-    doc = _tagged(shipped_nlp, text, [
+    records = _assembled(shipped_nlp, text, [
         ("Leicester City Council", "ORG"), ("INC Ransom", "ATTACK_GROUP"), ("customer service centre", "ORG"),
     ])
-    records = _assembler(shipped_nlp)(doc)._.incidents
     names = {o["name"] for rec in records for f in ("victims", "affected_organisations", "other_organisations") for o in rec[f]}
     assert "customer service centre" not in names
     assert "Leicester City Council" in names
@@ -312,12 +314,11 @@ def test_two_gangs_named_together_keep_their_own_victims(shipped_nlp):
         "In June REvil encrypted the systems of the meat processor JBS, which shut its plants. "
         "JBS paid REvil a ransom of $11 million."
     )
-    doc = _tagged(shipped_nlp, text, [
+    records = _assembled(shipped_nlp, text, [
         ("DarkSide", "ATTACK_GROUP"), ("REvil", "ATTACK_GROUP"), ("DarkSide", "ATTACK_GROUP"), ("Colonial Pipeline", "ORG"),
         ("Colonial Pipeline", "ORG"), ("DarkSide", "ATTACK_GROUP"), ("$4.4 million", "QUANTITY"), ("REvil", "ATTACK_GROUP"),
         ("JBS", "ORG"), ("JBS", "ORG"), ("REvil", "ATTACK_GROUP"), ("$11 million", "QUANTITY"),
     ])
-    records = _assembler(shipped_nlp)(doc)._.incidents
     by_victim = {v["name"]: {a["canonical"] for a in rec["attack_groups"]} for rec in records for v in rec["victims"]}
     assert by_victim == {"Colonial Pipeline": {"Darkside"}, "JBS": {"REvil"}}
 
@@ -345,12 +346,11 @@ def test_two_victims_with_their_own_stories_are_two_incidents_of_one_group(shipp
         "Microsoft detected the attack on January 12. "
         "Microsoft said it found no access to customer systems."
     )
-    doc = _tagged(shipped_nlp, text, [
+    records = _assembled(shipped_nlp, text, [
         ("HPE", "ORG"), ("Microsoft", "ORG"), ("Midnight Blizzard", "ATTACK_GROUP"), ("Hewlett Packard Enterprise", "ORG"),
         ("Midnight Blizzard", "ATTACK_GROUP"), ("HPE", "ORG"), ("HPE", "ORG"), ("Microsoft", "ORG"),
         ("Midnight Blizzard", "ATTACK_GROUP"), ("Microsoft", "ORG"), ("Microsoft", "ORG"),
     ])
-    records = _assembler(shipped_nlp)(doc)._.incidents
     victims = sorted(sorted(v["name"] for v in rec["victims"]) for rec in records)
     assert victims == [["HPE", "Hewlett Packard Enterprise"], ["Microsoft"]]
     assert all({a["canonical"] for a in rec["attack_groups"]} == {"APT29"} for rec in records)
@@ -362,10 +362,9 @@ def test_unknown_group_names_that_name_an_organisation_are_the_organisation(ship
         "Formosa Petrochemical said ransomware had disrupted its systems, and Winnti hackers were blamed. "
         "A category 5 incident was declared."
     )
-    doc = _tagged(shipped_nlp, text, [
+    records = _assembled(shipped_nlp, text, [
         ("Formosa", "ATTACK_GROUP"), ("Formosa Petrochemical", "ORG"), ("Winnti", "ATTACK_GROUP"), ("category 5", "ATTACK_GROUP"),
     ])
-    records = _assembler(shipped_nlp)(doc)._.incidents
     assert records
     groups = {a["name"] for rec in records for a in rec["attack_groups"]}
     assert "Formosa" not in groups and "category 5" not in groups  # an organisation's first word; lower case

@@ -162,7 +162,7 @@ def examples(path: Path) -> Dict[str, Any]:
                 roles_X.append(mention_features(ctx, ent))
                 roles_y.append(gold_role(row, ent.start_char, ent.end_char))
                 roles_baseline.append(nearest_verb_role(ctx, ent))
-        inc_X.append(doc_features(doc))
+        inc_X.append(doc_features(doc, ctx.sent_of))
         inc_y.append("incident" if row.get("records") else "none")
         for rec in row.get("records", []):
             if rec.get("attack_type"):

@@ -248,8 +248,8 @@ class ActorLinker:
             del doc.spans[self.candidates_key]
 
     def _extend(self, doc: Doc, table: AliasTable) -> None:
-        """A known name that wholly contains one tagged entity replaces it ("Karakurt" ->
-        "Karakurt Team", "INC" -> "INC Ransom", "Daixin" -> "Daixin Team"): the longer name is the
+        """A known name that wholly contains one tagged entity replaces it ("Winnti" ->
+        "Winnti Group", "INC" -> "INC Ransom", "Daixin" -> "Daixin Team"): the longer name is the
         name. On the gold spans of the train and dev splits, a table name that needs no context
         matches a gold span exactly 1,177 times and contains a shorter gold span 3 times ("Ryuk
         ransomware", "ALPHV/BlackCat": names ending in "ransomware" or "malware", or containing two

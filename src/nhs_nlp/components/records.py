@@ -346,8 +346,9 @@ def mention_features(ctx: DocContext, span: Span) -> Features:
 DOC_WORD_WEIGHT = 0.3
 
 
-def doc_features(doc: Doc) -> Features:
-    """Document words for the incident model (binary, lower case)."""
+def doc_features(doc: Doc, sent_of: Optional[Sequence[int]] = None) -> Features:
+    """Document words for the incident model (binary, lower case). ``sent_of``: the sentence
+    number of every token when already known (``DocContext.sent_of``)."""
     f: Features = {}
     for t in doc:
         w = _word(t)
@@ -359,7 +360,8 @@ def doc_features(doc: Doc) -> Features:
     # Where the names are: an article about an incident names the organisation hit in the
     # title and in sentences that say what happened to it.
     if len(doc):
-        sent_of = sentence_ids(doc)
+        if sent_of is None:
+            sent_of = sentence_ids(doc)
         labels_in: Dict[int, Set[str]] = defaultdict(set)
         for e in doc.ents:
             labels_in[sent_of[e.start]].add(e.label_)
@@ -561,10 +563,9 @@ def _unlinked_group_names(orgs: Dict[str, _Cluster], actors: Dict[str, _Cluster]
         c = actors[key]
         if c.label != ATTACK_GROUP or c.link is not None:
             continue
-        okey = _org_variant(c.name, orgs)
         if not any(ch.isupper() for ch in c.name):
             del actors[key]
-        elif okey is not None:
+        elif (okey := _org_variant(c.name, orgs)) is not None:
             orgs[okey].spans = sorted(orgs[okey].spans + c.spans, key=lambda s: s.start)
             del actors[key]
 
@@ -711,7 +712,7 @@ class RecordBuilder:
         if not len(doc) or not doc.ents:
             return []
         ctx = DocContext(doc, doc.ents)
-        p_incident = self.incident_model.predict_proba(doc_features(doc)).get("incident", 0.0)
+        p_incident = self.incident_model.predict_proba(doc_features(doc, ctx.sent_of)).get("incident", 0.0)
         if p_incident < self.thresholds.get("incident", self.incident_threshold):
             return []
         orgs: Dict[str, _Cluster] = {}
