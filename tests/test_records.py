@@ -374,6 +374,22 @@ def test_unknown_group_names_that_name_an_organisation_are_the_organisation(ship
     assert len(org) == 1 and len(org[0]["mentions"]) == 2  # the title's "Formosa" is one of its mentions
 
 
+def test_unknown_group_names_need_a_cue_word_or_a_designation(shipped_nlp):
+    text = (
+        "Hospital chain hit by ransomware\n\n"
+        "Mercy Health said the Blackwater gang had encrypted its servers. "
+        "The attack was traced to a Jira server. "
+        "Microsoft tracks a related cluster as Storm-9999."
+    )
+    records = _assembled(shipped_nlp, text, [
+        ("Mercy Health", "ORG"), ("Blackwater", "ATTACK_GROUP"), ("Jira", "ATTACK_GROUP"), ("Microsoft", "ORG"),
+        ("Storm-9999", "ATTACK_GROUP"),
+    ])
+    groups = {a["name"] for rec in records for a in rec["attack_groups"]}
+    assert {"Blackwater", "Storm-9999"} <= groups  # "gang" beside it; a tracker's designation
+    assert "Jira" not in groups  # unknown to the table, and nothing in the text says it is an actor
+
+
 # -- scoring --------------------------------------------------------------------
 
 
@@ -439,6 +455,16 @@ def test_record_errors_name_what_was_missed_and_what_is_spurious():
     spurious = by_gold[None]
     assert spurious["predicted_incident"] == "2" and spurious["fields"]["victims"] == {"missed": [], "spurious": ["Tesco"]}
     assert record_errors(gold[:1], [{**_pred([("Synnovis", (0, 8))], [("Qilin", (20, 25), "Qilin")]), "incident_id": "1"}]) == []
+
+
+def test_a_gold_records_own_canonical_name_goes_through_the_alias_table():
+    # the writer merged "Winnti Group" into "Winnti"; the table knows "Winnti" as APT41
+    gold = [{**_gold([("CPC", (0, 3))], [("Winnti", (10, 16)), ("APT41", (30, 35))]), "attack_groups": [
+        {"text": "Winnti Group", "canonical": "Winnti", "mentions": [(10, 22)]}, {"text": "APT41", "mentions": [(30, 35)]}]}]
+    pred = [_pred([("CPC", (0, 3))], [("Winnti", (40, 46), "APT41"), ("APT41", (30, 35), "APT41")])]
+    canon = {"Winnti": "APT41", "APT41": "APT41"}.get
+    g = score_records([(gold, pred)], canonicalise=canon)["per_field"]["attack_groups"]
+    assert (g["tp"], g["predicted"], g["gold"]) == (1, 1, 1)
 
 
 def test_unaligned_records_count_every_slot_as_missed_or_spurious():

@@ -145,18 +145,27 @@ def _item_mentions(item: dict) -> List[Offsets]:
     return [tuple(m) for m in item.get("mentions", [])]  # type: ignore[misc]
 
 
+def _gold_actor_key(item: dict, canonicalise) -> str:
+    """The normalised canonical name of a gold attack group or malware item. The writer's own
+    canonical ("Winnti Group -> Winnti") is a name too: the alias table resolves it as it does the
+    predicted names ("Winnti" is APT41 there), so both sides name one actor the same way."""
+    written = item.get("canonical")
+    name = None
+    if canonicalise is not None:
+        name = canonicalise(written) if written else canonicalise(item["text"])
+    return _norm_name(name or written or item["text"])
+
+
 def _same_item(field: str, gold: dict, pred: dict, canonicalise) -> bool:
     """Whether a predicted item is the gold item.
 
-    Attack groups and malware: same canonical name (gold names without a ``->``
-    canonical are canonicalised through the alias table like predictions are).
+    Attack groups and malware: same canonical name (gold names, and the canonical
+    names gold records give, go through the alias table as predictions do).
     Organisations and services: a shared mention (overlapping offsets) or the same
     normalised name. Quantities: a shared mention and the same value.
     """
     if field in ("attack_groups", "malware"):
-        g = gold.get("canonical") or (canonicalise(gold["text"]) if canonicalise else None) or gold["text"]
-        p = pred.get("canonical") or pred.get("name") or ""
-        return _norm_name(g) == _norm_name(p)
+        return _gold_actor_key(gold, canonicalise) == _norm_name(pred.get("canonical") or pred.get("name") or "")
     if field == "quantities":
         if not _overlaps(_item_mentions(gold), _item_mentions(pred)):
             return False
@@ -188,13 +197,8 @@ def _field_diff(field: str, gold: Optional[dict], pred: Optional[dict], canonica
     p_items = pred.get(field, []) if pred else []
     if field in ("attack_groups", "malware"):
         # Sets of canonical names: two mentions of one actor ("APT29", "Cozy Bear") count once.
-        def key_g(it):
-            return _norm_name(it.get("canonical") or (canonicalise(it["text"]) if canonicalise else None) or it["text"])
-
-        def key_p(it):
-            return _norm_name(it.get("canonical") or it.get("name") or "")
-
-        gs, ps = {key_g(i) for i in g_items}, {key_p(i) for i in p_items}
+        gs = {_gold_actor_key(i, canonicalise) for i in g_items}
+        ps = {_norm_name(i.get("canonical") or i.get("name") or "") for i in p_items}
         return len(gs & ps), len(ps), len(gs), sorted(gs - ps), sorted(ps - gs)
     used: set = set()
     missed: List[str] = []
