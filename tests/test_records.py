@@ -12,6 +12,7 @@ from nhs_nlp.components.records import (
     LinearModel,
     RecordBuilder,
     acronym,
+    bracket_aliases,
     is_proper_name,
     nearest_verb_role,
     same_organisation,
@@ -269,6 +270,22 @@ def test_name_variants_share_one_record(shipped_nlp):
     assert len(records) == 1
     assert {"Latitude", "Latitude Financial"} <= set(_field(records[0], "victims"))
 
+
+def test_an_alias_given_in_brackets_is_the_same_organisation(shipped_nlp):
+    text = (
+        "Mexican oil company hit by ransomware\n\n"
+        "Petroleos Mexicanos (Pemex) said DoppelPaymer ransomware had encrypted its servers. "
+        "Pemex said fuel supply was not affected. The National Cyber Security Centre (NCSC) was not involved."
+    )
+    records = _assembled(shipped_nlp, text, [
+        ("Petroleos Mexicanos", "ORG"), ("Pemex", "ORG"), ("DoppelPaymer", "ATTACK_GROUP"), ("Pemex", "ORG"),
+        ("National Cyber Security Centre", "ORG"), ("NCSC", "ORG"),
+    ])
+    roles = {o["name"]: field for rec in records for field in ("victims", "affected_organisations", "other_organisations")
+             for o in rec[field]}
+    assert roles.get("Petroleos Mexicanos") is not None and roles["Petroleos Mexicanos"] == roles.get("Pemex")
+    assert [(a, b) for a, b in bracket_aliases([e for e in _tagged(shipped_nlp, text, [
+        ("Petroleos Mexicanos", "ORG"), ("Pemex", "ORG"), ("Pemex", "ORG")]).ents])] == [("petroleos mexicanos", "pemex")]
 
 def test_a_known_actor_tagged_as_an_organisation_is_the_actor(shipped_nlp):
     text = (

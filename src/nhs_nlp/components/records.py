@@ -622,10 +622,28 @@ def connected(n: int, linked: Callable[[int, int], bool]) -> List[List[int]]:
     return list(comps.values())
 
 
-def organisation_entities(clusters: Sequence[_Cluster]) -> List[_Entity]:
-    """Group organisation clusters whose names are variants of each other (``same_organisation``)."""
-    comps = connected(len(clusters), lambda i, j: same_organisation(clusters[i].name, clusters[j].name))
-    return [_Entity([clusters[i] for i in idx]) for idx in comps]
+def organisation_entities(clusters: Sequence[_Cluster], aliases: Iterable[Tuple[str, str]] = ()) -> List[_Entity]:
+    """Group organisation clusters whose names are variants of each other (``same_organisation``)
+    or that the text gives as one another's alias (``bracket_aliases``: pairs of cluster keys)."""
+    pairs = {frozenset(p) for p in aliases}
+
+    def linked(i: int, j: int) -> bool:
+        return frozenset((clusters[i].key, clusters[j].key)) in pairs or same_organisation(clusters[i].name, clusters[j].name)
+
+    return [_Entity([clusters[i] for i in idx]) for idx in connected(len(clusters), linked)]
+
+
+def bracket_aliases(mentions: Sequence[Span]) -> List[Tuple[str, str]]:
+    """Organisation names the text introduces as one another's alias: "Singapore Health Services
+    (SingHealth)", "Südwestfalen-IT (SIT)" (``org_key`` pairs; ``mentions``: the organisation
+    mentions in text order). In the train split's gold, the two organisations of such a pattern have the same role in 66 of 67 cases, 24 of them names that
+    ``same_organisation`` does not pair ("Petroleos Mexicanos (Pemex)")."""
+    out = []
+    for a, b in zip(mentions, mentions[1:]):
+        if b.start == a.end + 1 and b.end < len(a.doc) \
+                and a.doc[a.end].text == "(" and a.doc[b.end].text == ")":
+            out.append((org_key(a.text), org_key(b.text)))
+    return out
 
 
 VICTIM_OWN_SENTENCES = 2
@@ -695,6 +713,16 @@ class RecordBuilder:
     def roles_for(self, ctx: DocContext, spans: Sequence[Span]) -> List[Dict[str, float]]:
         return [self.role_model.predict_proba(mention_features(ctx, s)) for s in spans]
 
+    def entity_roles(self, ctx: DocContext, entities: Sequence[_Entity]) -> List[Tuple[str, float]]:
+        """One role per organisation, with its probability: the mean over the mentions of all its names."""
+        out = []
+        for entity in entities:
+            probs = self.roles_for(ctx, entity.spans)
+            mean = {r: float(np.mean([p.get(r, 0.0) for p in probs])) for r in ROLE_CLASSES}
+            role = max(mean, key=mean.get)  # type: ignore[arg-type]
+            out.append((role, round(mean[role], 4)))
+        return out
+
     def relevant(self, ctx: DocContext, spans: Sequence[Span]) -> Tuple[bool, float]:
         """Whether the mentions of one service or quantity belong to the incident (mean probability >= the threshold)."""
         model = self.item_models.get(spans[0].label_)
@@ -749,14 +777,11 @@ class RecordBuilder:
                 quantities.append(ent)
         actors = actor_clusters(ctx, doc.ents)
         _resolve_label_conflicts(orgs, actors)
-        entities = organisation_entities(list(orgs.values()))
-        for entity in entities:
-            # one role per organisation: the mean over the mentions of all its names
-            probs = self.roles_for(ctx, entity.spans)
-            mean = {r: float(np.mean([p.get(r, 0.0) for p in probs])) for r in ROLE_CLASSES}
-            role = max(mean, key=mean.get)  # type: ignore[arg-type]
+        org_spans = sorted((s for c in orgs.values() for s in c.spans), key=lambda s: s.start)
+        entities = organisation_entities(list(orgs.values()), bracket_aliases(org_spans))
+        for entity, (role, score) in zip(entities, self.entity_roles(ctx, entities)):
             for c in entity.clusters:
-                c.role, c.score = role, round(mean[role], 4)
+                c.role, c.score = role, score
         sent_of = ctx.sent_of
 
         def sents(c: Union[_Cluster, _Entity]) -> Set[int]:
