@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import spacy
 
@@ -528,6 +529,29 @@ def test_records_train_cli_on_a_small_corpus(tmp_path):
     builder = RecordBuilder(spacy.blank("en")).from_disk(out)
     assert builder.is_trained and set(builder.role_model.classes) <= {"victim", "affected", "other", "none"}
 
+
+def test_cross_validated_c_with_the_one_standard_error_rule():
+    """One word decides the class and noise words are many: every C scores about the same, so
+    the one-standard-error rule takes the strongest regularisation, and without it the best
+    cross-validated score wins."""
+    from nhs_nlp.record_training import C_GRID, _fit_cv
+
+    rng = np.random.default_rng(0)
+    X, y, groups = [], [], []
+    for i in range(240):
+        label = "victim" if i % 2 else "other"
+        feats = {f"w{rng.integers(0, 400)}": 1.0 for _ in range(8)}
+        feats["cue:" + ("hit" if label == "victim" else "said")] = 1.0
+        if rng.random() < 0.15:  # label noise keeps the folds from being perfect
+            label = "other" if label == "victim" else "victim"
+        X.append(feats)
+        y.append(label)
+        groups.append(str(i // 6))
+    _, plain = _fit_cv((X, y), (X[:40], y[:40]), 0, metric="macro_f1", groups=groups)
+    _, se = _fit_cv((X, y), (X[:40], y[:40]), 0, metric="macro_f1", groups=groups, one_se=True)
+    cv = plain["cv_macro_f1"]
+    assert plain["C"] == max(C_GRID, key=lambda c: (cv[str(c)], -c))
+    assert se["C"] <= plain["C"] and se["C"] == C_GRID[0]
 
 def test_scoring_from_gold_entities_runs_only_the_components_after_ner(shipped_nlp, tmp_path):
     """`nhs-nlp records evaluate --gold-entities`: records assembled from the gold spans."""
