@@ -47,6 +47,19 @@ def test_edges_no_name_has_are_trimmed(nlp, text, tagged, label, expected):
     assert repaired(nlp, text, tagged, label) == [(expected, label)]
 
 
+@pytest.mark.parametrize(
+    "text, tagged, label, expected",
+    [
+        ("Royal ransomware disrupted dispatch.", "Royal ransomware", "ORG", ("Royal", "ATTACK_GROUP")),
+        ("The Emotet botnet returned.", "Emotet botnet", "ORG", ("Emotet", "MALWARE")),
+        ("The Medusa gang posted files.", "Medusa gang", "ATTACK_GROUP", ("Medusa", "ATTACK_GROUP")),
+        ("A QakBot trojan was found.", "QakBot trojan", "MALWARE", ("QakBot", "MALWARE")),
+        ("Evil Corp Hackers Ltd is a made-up firm.", "Evil Corp Hackers Ltd", "ORG", ("Evil Corp Hackers Ltd", "ORG")),
+    ],
+)
+def test_a_word_saying_what_the_name_names_is_not_part_of_it(nlp, text, tagged, label, expected):
+    assert repaired(nlp, text, tagged, label) == [expected]
+
 def test_a_bracket_the_name_opened_is_closed(nlp):
     doc = nlp.make_doc("NoName057(16) claimed the attacks.")
     tokens = [t.text for t in doc]

@@ -9,7 +9,10 @@ brackets; and no name follows "Operation" (12 times in that text: "Operation Cro
 "Operation Medusa" are law-enforcement operations, not the gangs they share a word
 with). This component trims such edges (never to nothing), closes a bracket the name
 opened ("NoName057(16" -> "NoName057(16)") and drops names right after "Operation".
-Labels are left as they are.
+A name that ends on a word saying what it names ("Royal ransomware", "Emotet botnet":
+``ACTOR_HEADS``; no gold ORG, ATTACK_GROUP or MALWARE span in train or dev ends on one)
+loses that word, and an ORG among them becomes the attack group or malware the word
+says it is. Other labels are left as they are.
 
     nlp.add_pipe("nhs_entity_repair", after="ner")
 """
@@ -26,6 +29,11 @@ from ..labels import ATTACK_GROUP, MALWARE, ORG
 
 #: Words (case-sensitive) right after which a span is not a name of the repaired labels.
 NOT_AFTER: Tuple[str, ...] = ("Operation",)
+#: Lower-case words after a name that say what it names ("Royal ransomware", "Emotet botnet").
+ACTOR_HEADS = {
+    **{w: ATTACK_GROUP for w in ("ransomware", "gang", "hackers", "crew", "cartel", "operators", "affiliates")},
+    **{w: MALWARE for w in ("malware", "botnet", "trojan", "wiper", "backdoor", "implant")},
+}
 #: Verbs that follow a name in reporting ("X said", "X confirmed").
 REPORTING_VERBS: Tuple[str, ...] = (
     "added", "admitted", "announced", "claimed", "confirmed", "disclosed", "reported", "said", "says",
@@ -98,8 +106,12 @@ class EntityRepair:
                 continue
             if ent.label_ in self.labels:
                 start, end = self.repair(doc, ent, taken)
-                if (start, end) != (ent.start, ent.end):
-                    ent = Span(doc, start, end, label=ent.label_, kb_id=ent.kb_id_)
+                label = ent.label_
+                if end - start > 1 and doc[end - 1].text in ACTOR_HEADS:
+                    label = ACTOR_HEADS[doc[end - 1].text] if label == ORG else label
+                    end -= 1
+                if (start, end, label) != (ent.start, ent.end, ent.label_):
+                    ent = Span(doc, start, end, label=label, kb_id=ent.kb_id_)
                     changed = True
             out.append(ent)
         if changed:
