@@ -102,7 +102,7 @@ def package_model(source: Path, dest: Path, training_info: Dict[str, Any], force
         name="nhs_nlp_ner",
         version=__version__,
         description="NER for cyber-incident news: ORG, ATTACK_GROUP, MALWARE, SERVICE, QUANTITY. "
-        "Fine-tuned all-MiniLM-L6-v2 (uncased) with cased shape features.",
+        "Fine-tuned all-MiniLM-L6-v2 (uncased) feeding ner.",
         author="nhs_nlp authors",
         license="MIT (code, corpus); encoder weights Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2); "
         "trained in part on AnnoCTR (CC BY-SA 4.0)",
