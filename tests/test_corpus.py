@@ -7,6 +7,7 @@ import pytest
 from spacy.tokens import DocBin
 
 from nhs_nlp.corpus import (
+    audit_article,
     build,
     load_sources,
     read_article,
@@ -70,6 +71,15 @@ def test_good_article_parses(tmp_path):
     assert rec["quantities"][1]["value"] == 4500000 and rec["quantities"][1]["currency"] == "GBP"
     assert len(rec["affected_services"][0]["mentions"]) == 2  # both lowercase mentions are evidence
 
+
+def test_audit_hints_at_a_name_variant_no_record_lists(tmp_path):
+    text = GOOD.format(id="a-002-variant", incident="synnovis-2024", split="train").replace(
+        "attacked [Synnovis](ORG).", "attacked [Synnovis](ORG). [Synnovis Ltd](ORG) said it was working with the NHS."
+    )
+    art = load_sources([write(tmp_path, "a-002-variant", text)]).articles[0]
+    hints = [p.reason for p in audit_article(art) if "no record lists" in p.reason]
+    assert hints == ["warning: 'Synnovis Ltd' names 'Synnovis' (victims of record 1) but no record lists this mention"]
+    assert not [p for p in audit_article(load_sources([good(tmp_path)]).articles[0]) if "no record lists" in p.reason]
 
 def test_strip_markup_keeps_plain_brackets():
     text, spans = strip_markup("He said [sic] that [LockBit](ATTACK_GROUP) (a gang) struck.")

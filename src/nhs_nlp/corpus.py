@@ -837,7 +837,37 @@ def audit_article(art: Article) -> List[Problem]:
     for m in _QUANTITY_HINT_RE.finditer(text):
         if not any(covered[m.start() : m.end()]):
             warnings.append(Problem(art.path, line_of(m.start()), f"warning: possible unannotated QUANTITY {m.group(0)!r}"))
+    warnings.extend(_unlisted_variants(art))
     return warnings
+
+
+def _unlisted_variants(art: Article) -> List[Problem]:
+    """ORG mentions that no record lists although a record lists a variant of their name
+    ("Latitude" beside the victim "Latitude Financial", "JLR" beside "Jaguar Land Rover"):
+    the record builder gives all names of one organisation one role, and the role model
+    learns "no role" from such mentions."""
+    from .components.records import same_organisation
+
+    listed: Dict[str, Tuple[str, int]] = {}
+    used: Set[Tuple[int, int]] = set()
+    for k, rec in enumerate(art.records):
+        if not isinstance(rec, dict):
+            continue
+        for fname in ("victims", "affected_organisations", "other_organisations"):
+            for item in rec.get(fname) or []:
+                if isinstance(item, dict) and item.get("text"):
+                    listed.setdefault(item["text"], (fname, k + 1))
+                    used.update((m[0], m[1]) for m in item.get("mentions") or [] if isinstance(m, list) and len(m) == 2)
+    out: List[Problem] = []
+    for s in art.spans:
+        if s.label != "ORG" or (s.start, s.end) in used:
+            continue
+        name = art.text[s.start : s.end]
+        for other, (fname, k) in listed.items():
+            if other != name and same_organisation(other, name):
+                out.append(Problem(art.path, s.line or art.line, f"warning: {name!r} names {other!r} ({fname} of record {k}) but no record lists this mention"))
+                break
+    return out
 
 
 # ---------------------------------------------------------------------------
