@@ -223,6 +223,7 @@ def _fit_cv(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metric:
     X = DictVectorizer().fit_transform(train[0])
     y = list(train[1])
     cv = GroupKFold(folds) if groups is not None else StratifiedKFold(folds, shuffle=True, random_state=seed)
+
     def score(gold: Sequence[str], pred: Sequence[str]) -> float:
         return float(accuracy_score(gold, pred) if metric == "accuracy" else f1_score(gold, pred, average="macro", zero_division=0))
 

@@ -156,6 +156,11 @@ def _gold_actor_key(item: dict, canonicalise) -> str:
     return _norm_name(name or written or item["text"])
 
 
+def _pred_actor_key(item: dict) -> str:
+    """The normalised canonical name of a predicted attack group or malware item (its name when unlinked)."""
+    return _norm_name(item.get("canonical") or item.get("name") or "")
+
+
 def _same_item(field: str, gold: dict, pred: dict, canonicalise) -> bool:
     """Whether a predicted item is the gold item.
 
@@ -165,7 +170,7 @@ def _same_item(field: str, gold: dict, pred: dict, canonicalise) -> bool:
     normalised name. Quantities: a shared mention and the same value.
     """
     if field in ("attack_groups", "malware"):
-        return _gold_actor_key(gold, canonicalise) == _norm_name(pred.get("canonical") or pred.get("name") or "")
+        return _gold_actor_key(gold, canonicalise) == _pred_actor_key(pred)
     if field == "quantities":
         if not _overlaps(_item_mentions(gold), _item_mentions(pred)):
             return False
@@ -198,7 +203,7 @@ def _field_diff(field: str, gold: Optional[dict], pred: Optional[dict], canonica
     if field in ("attack_groups", "malware"):
         # Sets of canonical names: two mentions of one actor ("APT29", "Cozy Bear") count once.
         gs = {_gold_actor_key(i, canonicalise) for i in g_items}
-        ps = {_norm_name(i.get("canonical") or i.get("name") or "") for i in p_items}
+        ps = {_pred_actor_key(i) for i in p_items}
         return len(gs & ps), len(ps), len(gs), sorted(gs - ps), sorted(ps - gs)
     used: set = set()
     missed: List[str] = []

@@ -60,6 +60,26 @@ RULER_CONFIG: Dict[str, Any] = {
 }
 
 
+def cue_near(doc: Doc, start: int, end: int, cue_words: Iterable[str], window: int = 8, inside: bool = True) -> bool:
+    """Whether a cue word (lower case) is within ``window`` tokens of ``doc[start:end]`` in its
+    sentence (the doc's sentences, else up to sentence punctuation or a blank line).
+    inside (bool): the span's own words count too.
+    """
+    lo, hi = max(0, start - window), min(len(doc), end + window)
+    if doc.has_annotation("SENT_START"):
+        sent = doc[start].sent
+        lo, hi = max(lo, sent.start), min(hi, sent.end)
+    else:
+        left = start
+        while left > lo and doc[left - 1].text not in _SENT_END and "\n\n" not in doc[left - 1].text_with_ws:
+            left -= 1
+        right = end
+        while right < hi and doc[right - 1].text not in _SENT_END and "\n\n" not in doc[right - 1].text_with_ws:
+            right += 1
+        lo, hi = left, right
+    return any(doc[i].lower_ in cue_words for i in range(lo, hi) if inside or not start <= i < end)
+
+
 @Language.factory(
     "nhs_actor_linker",
     default_config={
@@ -155,23 +175,9 @@ class ActorLinker:
         return self.table
 
     # ------------------------------------------------------------------ context
-    def _bounds(self, doc: Doc, start: int, end: int) -> Tuple[int, int]:
-        lo, hi = max(0, start - self.window), min(len(doc), end + self.window)
-        if doc.has_annotation("SENT_START"):
-            sent = doc[start].sent
-            return max(lo, sent.start), min(hi, sent.end)
-        left = start
-        while left > lo and doc[left - 1].text not in _SENT_END and "\n\n" not in doc[left - 1].text_with_ws:
-            left -= 1
-        right = end
-        while right < hi and doc[right - 1].text not in _SENT_END and "\n\n" not in doc[right - 1].text_with_ws:
-            right += 1
-        return left, right
-
     def has_cue(self, doc: Doc, start: int, end: int) -> bool:
         """Whether a cue word is near tokens ``start:end`` (same sentence, within the window)."""
-        lo, hi = self._bounds(doc, start, end)
-        return any(doc[i].lower_ in self.cue_words for i in range(lo, hi))
+        return cue_near(doc, start, end, self.cue_words, self.window)
 
     def _inside_longer_name(self, doc: Doc, start: int, end: int) -> bool:
         """A capitalised word right before or after ("the Royal Mail"): part of another name."""

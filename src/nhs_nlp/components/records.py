@@ -35,7 +35,7 @@ from spacy.util import ensure_path
 from ..extensions import install_extensions
 from ..labels import ATTACK_GROUP, ATTACK_TYPES, MALWARE, ORG, QUANTITY, SERVICE
 from ..records import ROLE_FIELDS, IncidentRecord
-from .linker import CUE_WORDS
+from .linker import CUE_WORDS, cue_near
 
 ROLE_CLASSES: Tuple[str, ...] = ("victim", "affected", "other", "none")
 _CUE_WORDS = frozenset(CUE_WORDS)
@@ -578,16 +578,8 @@ def _unlinked_group_names(orgs: Dict[str, _Cluster], actors: Dict[str, _Cluster]
         elif (okey := _org_variant(c.name, orgs)) is not None:
             orgs[okey].spans = sorted(orgs[okey].spans + c.spans, key=lambda s: s.start)
             del actors[key]
-        elif not any(ch.isdigit() for ch in c.name) and not any(_near_cue(s) for s in c.spans):
+        elif not any(ch.isdigit() for ch in c.name) and not any(cue_near(s.doc, s.start, s.end, _CUE_WORDS, inside=False) for s in c.spans):
             del actors[key]
-
-
-def _near_cue(span: Span, window: int = 8) -> bool:
-    """A cue word of the actor linker within ``window`` tokens of ``span``, in its sentence."""
-    doc = span.doc
-    sent = span.sent if doc.has_annotation("SENT_START") else doc[:]
-    lo, hi = max(sent.start, span.start - window), min(sent.end, span.end + window)
-    return any(doc[i].lower_ in _CUE_WORDS for i in range(lo, hi) if not span.start <= i < span.end)
 
 
 class _Entity:
