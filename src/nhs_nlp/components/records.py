@@ -395,10 +395,12 @@ ARTICLE_WORD_WEIGHT = 0.05
 # their sentence embeddings, ``emb:``) and so does the whole article (``emb_d:``), each weighted
 # 5. Session 6, 5-fold cross-validation on the 276 train records grouped by incident (articles
 # about one incident in one fold; grouping by article alone let the folds share incidents and
-# overstated every variant by 5-12 points): accuracy 0.779-0.790 over C 0.3-10 against
-# 0.710-0.728 for the words alone (macro F1 0.68-0.70 against 0.56-0.58); the incident's
-# sentences alone 0.732-0.739, the article alone 0.757-0.772, the article's first 3-20
-# sentences in its place 0.74-0.77; weights 4 and 7 gave 0.772-0.783.
+# overstated every variant by 5-12 points), float32 embeddings (throwaway script): accuracy
+# 0.779-0.790 over C 0.3-10 against 0.710-0.728 for the words alone (macro F1 0.68-0.70
+# against 0.56-0.58); the incident's sentences alone 0.732-0.739, the article alone
+# 0.757-0.772, the article's first 3-20 sentences in its place 0.74-0.77; weights 4 and 7 gave
+# 0.772-0.783. With the int8 encoder `nhs-nlp records train --sentence-encoder` reports
+# 0.761-0.779 over C 0.03-10 against 0.685-0.728. Not used by the shipped models (models/README.md).
 EMBEDDING_WEIGHT = 5.0
 
 
