@@ -5,7 +5,7 @@ import pytest
 import spacy
 from spacy.tokens import Span
 
-from nhs_nlp.components.repair import EntityRepair
+from nhs_nlp.components.repair import EntityRepair, defined_abbreviations, long_form_start
 
 TOKENIZER = {"nlp": {"tokenizer": {"@tokenizers": "nhs_nlp.Tokenizer.v1"}}}
 
@@ -100,3 +100,68 @@ def test_the_shipped_pipeline_repairs_before_linking(shipped_nlp, root):
     model = root / "models" / "nhs-nlp-ner"
     assert 'factory = "nhs_entity_repair"' in (model / "config.cfg").read_text(encoding="utf8")
     assert "entity_repair" in json.loads((model / "meta.json").read_text(encoding="utf8"))["pipeline"]
+
+
+def tagged_doc(nlp, text, tags):
+    """A doc with each (text, label) of ``tags`` tagged at its first occurrence."""
+    doc = nlp.make_doc(text)
+    doc.ents = [doc.char_span(text.index(t), text.index(t) + len(t), label=label) for t, label in tags]
+    return doc
+
+
+@pytest.mark.parametrize(
+    "short, words, expected",
+    [
+        ("NCSC", ["the", "UK's", "National", "Cyber", "Security", "Centre"], 2),
+        ("DICT", ["the", "Department", "of", "Information", "and", "Communications", "Technology"], 1),
+        ("PhilHealth", ["the", "Philippine", "Health", "Insurance", "Corporation"], 1),
+        ("SIT", ["provider", "Südwestfalen-IT"], 1),
+        ("CSRB", ["the", "Cyber", "Safety", "Review", "Board"], 1),
+        ("XYZ", ["the", "National", "Health", "Service"], None),
+    ],
+)
+def test_long_form_start_matches_the_short_forms_letters_in_order(short, words, expected):
+    assert long_form_start(short, words) == expected
+
+
+def test_defined_abbreviations(nlp):
+    doc = nlp.make_doc(
+        "The Department of Information and Communications Technology (DICT) said remote desktop protocol (RDP) "
+        "access was used, and Minneapolis schools (ok) reopened; Qilin (Agenda) claimed it."
+    )
+    assert [(lf.text, sf.text) for lf, sf in defined_abbreviations(doc)] == [
+        ("Department of Information and Communications Technology", "DICT"),
+    ]
+
+
+def test_a_defined_abbreviation_shares_the_org_tag_of_its_long_form(nlp):
+    text = ("The Department of Information and Communications Technology (DICT) said the breach was contained. "
+            "DICT later published a list of affected systems.")
+    doc = nlp(tagged_doc(nlp, text, [("Department of Information and Communications Technology", "ORG")]))
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("Department of Information and Communications Technology", "ORG"), ("DICT", "ORG"), ("DICT", "ORG"),
+    ]
+
+
+def test_the_long_form_replaces_the_org_pieces_it_contains(nlp):
+    text = "Singapore Health Services Pte Ltd (SingHealth) runs clinics. SingHealth was fined."
+    doc = nlp(tagged_doc(nlp, text, [("Pte Ltd", "ORG"), ("SingHealth", "ORG")]))
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("Singapore Health Services Pte Ltd", "ORG"), ("SingHealth", "ORG"), ("SingHealth", "ORG"),
+    ]
+
+
+def test_abbreviations_without_org_evidence_or_with_other_labels_are_left_alone(nlp):
+    text = "Trusts complete the Data Security and Protection Toolkit (DSPT) each year; the DSPT is online."
+    doc = nlp(tagged_doc(nlp, text, []))
+    assert list(doc.ents) == []
+    text = "Black Basta (BB) hit Acme Health, and BB named Acme Health (AH) on its site; AH said so, BB did not."
+    doc = nlp(tagged_doc(nlp, text, [("Black Basta", "ATTACK_GROUP"), ("Acme Health", "ORG")]))
+    labels = [(e.text, e.label_) for e in doc.ents]
+    assert ("BB", "ORG") not in labels and ("Black Basta", "ATTACK_GROUP") in labels
+    assert labels.count(("AH", "ORG")) == 2 and labels.count(("Acme Health", "ORG")) == 2
+    off = spacy.blank("en", config=TOKENIZER)
+    off.add_pipe("nhs_entity_repair", config={"abbreviations": False})
+    text = "The Department of Information and Communications Technology (DICT) said so."
+    doc = off(tagged_doc(off, text, [("Department of Information and Communications Technology", "ORG")]))
+    assert [e.text for e in doc.ents] == ["Department of Information and Communications Technology"]

@@ -149,23 +149,27 @@ def incident_groups(path: Path) -> Dict[str, str]:
 
 
 def examples(path: Path, encoder: Any = None) -> Dict[str, Any]:
-    """Feature dicts and labels of the three models from one split. ``encoder``: a
+    """Feature dicts and labels of the three models from one split, with each example's
+    cross-validation group (``*_groups``: its article's incident group). ``encoder``: a
     ``SentenceEncoder`` whose embeddings of a record's sentences join the attack-type features."""
     roles_X: List[Dict[str, float]] = []
     roles_y: List[str] = []
     roles_baseline: List[str] = []
-    roles_docs: List[str] = []
+    roles_groups: List[str] = []
+    inc_groups: List[str] = []
     inc_X: List[Dict[str, float]] = []
     inc_y: List[str] = []
     at_X: List[Dict[str, float]] = []
     at_y: List[str] = []
     at_baseline: List[str] = []
-    at_docs: List[str] = []
+    at_groups: List[str] = []
     items: Dict[str, Tuple[list, list]] = {label: ([], []) for label in ITEM_FIELDS}
     link_of = default_linker()
     groups = incident_groups(path)
     for row, doc in gold_docs(path):
         ctx = DocContext(doc, doc.ents, link_of=link_of)
+        # the article's cross-validation group: the articles sharing an incident with it
+        group = groups.get(str(row.get("id")), str(row.get("id", len(inc_y))))
         if row.get("records"):
             # only articles that report an incident: the incident model handles the rest
             for ent in doc.ents:
@@ -183,8 +187,9 @@ def examples(path: Path, encoder: Any = None) -> Dict[str, Any]:
                 roles_X.append(mention_features(ctx, ent))
                 roles_y.append(gold_role(row, ent.start_char, ent.end_char))
                 roles_baseline.append(nearest_verb_role(ctx, ent))
-                roles_docs.append(str(row.get("id", len(inc_y))))
+                roles_groups.append(group)
         inc_X.append(doc_features(doc, ctx.sent_of))
+        inc_groups.append(group)
         inc_y.append("incident" if row.get("records") else "none")
         for rec in row.get("records", []):
             if rec.get("attack_type"):
@@ -196,13 +201,14 @@ def examples(path: Path, encoder: Any = None) -> Dict[str, Any]:
                 at_X.append(record_text_features(doc, sids, ctx.sents, emb, art))
                 at_y.append(rec["attack_type"])
                 at_baseline.append(keyword_attack_type(doc.text))
-                at_docs.append(groups.get(str(row.get("id")), str(row.get("id", len(inc_y)))))
+                at_groups.append(group)
     return {
         "roles": (roles_X, roles_y, roles_baseline),
-        "roles_docs": roles_docs,
+        "roles_groups": roles_groups,
         "incident": (inc_X, inc_y),
+        "incident_groups": inc_groups,
         "attack_type": (at_X, at_y, at_baseline),
-        "attack_type_docs": at_docs,
+        "attack_type_groups": at_groups,
         "items": items,
     }
 
@@ -235,9 +241,9 @@ def _fit_best(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metri
 def _fit_cv(train: Tuple[list, list], dev: Tuple[list, list], seed: int, metric: str = "accuracy",
             groups: Optional[list] = None, folds: int = 5, positive: Optional[str] = None,
             one_se: bool = False) -> Tuple[LinearModel, Dict[str, Any]]:
-    """Pick C by cross-validation on the train split (grouped by article when ``groups`` is
-    given), fit on all of train, and report dev. For the document-level models, whose dev
-    split is a few dozen examples: C chosen on 48 dev articles swung between 0.03 and 1.0.
+    """Pick C by cross-validation on the train split (folds by ``groups`` when given: the
+    articles' incident groups, ``incident_groups``), fit on all of train, and report dev.
+    For the document-level models, whose dev split is a few dozen examples: C chosen on 48 dev articles swung between 0.03 and 1.0.
     ``one_se``: the one-standard-error rule — the smallest C (the strongest regularisation)
     whose mean score over the folds is within one standard error of the best mean."""
     from sklearn.feature_extraction import DictVectorizer
@@ -311,13 +317,13 @@ def train_record_models(train_path: Path, dev_path: Path, seed: int = 0,
 
     rX, ry, _ = tr["roles"]
     dX, dy, dbase = dv["roles"]
-    # C by 5-fold cross-validation on train, grouped by article, with the one-standard-error rule.
-    # Chosen on dev's mentions until session 5, C was 0.03: train CV scores it 0.623 against 0.66
-    # for 0.3-10 (one standard error: 0.02). The rule's 0.1 keeps most of that: with the role model
-    # held out per fold, train's records gain victims 0.632 -> 0.662 and attack groups 0.791 ->
-    # 0.802 end to end, where 0.3 gains more on train (0.678) but loses on dev (0.720 -> 0.676):
-    # the tagger knows train's names, so train CV sees fewer of the tagger's stray organisations.
-    builder.role_model, scores = _fit_cv((rX, ry), (dX, dy), seed, metric="macro_f1", groups=tr["roles_docs"], one_se=True)
+    # C by 5-fold cross-validation on train, folds by incident group, with the one-standard-error
+    # rule. With folds by article (session 5) the articles on one incident trained and tested each
+    # other: CV macro F1 peaked at 0.667 (C 1-10) and the rule chose 0.1. By incident it peaks at
+    # 0.595 for C 0.03 (0.1: 0.595, 1.0: 0.569; 0.01: 0.569), the strongest regularisation of the
+    # grid, and dev agrees: role macro F1 on dev mentions 0.620 -> 0.651, dev records victims
+    # 0.693 -> 0.720 end to end.
+    builder.role_model, scores = _fit_cv((rX, ry), (dX, dy), seed, metric="macro_f1", groups=tr["roles_groups"], one_se=True)
     report["role"] = {
         "train_mentions": len(ry),
         "train_distribution": dict(Counter(ry)),
@@ -341,7 +347,7 @@ def train_record_models(train_path: Path, dev_path: Path, seed: int = 0,
     }
     report["role"]["dev_per_class_f1"] = dict(zip(ROLE_CLASSES, (round(float(v), 4) for v in f1_score(dy, model_pred, labels=list(ROLE_CLASSES), average=None, zero_division=0))))
 
-    builder.incident_model, scores = _fit_cv(tr["incident"], dv["incident"], seed, positive="incident")
+    builder.incident_model, scores = _fit_cv(tr["incident"], dv["incident"], seed, positive="incident", groups=tr["incident_groups"])
     t = scores["cv_threshold"]  # chosen on train folds: dev (48 articles) is too small to set it
     dev_pred = ["incident" if builder.incident_model.predict_proba(x).get("incident", 0.0) >= t else "none" for x in dv["incident"][0]]
     f = f1_score(dv["incident"][1], dev_pred, pos_label="incident", zero_division=0)
@@ -351,7 +357,7 @@ def train_record_models(train_path: Path, dev_path: Path, seed: int = 0,
 
     aX, ay, _ = tr["attack_type"]
     adX, ady, adbase = dv["attack_type"]
-    builder.attack_type_model, scores = _fit_cv((aX, ay), (adX, ady), seed, metric="accuracy", groups=tr["attack_type_docs"])
+    builder.attack_type_model, scores = _fit_cv((aX, ay), (adX, ady), seed, metric="accuracy", groups=tr["attack_type_groups"])
     report["attack_type"] = {
         "train_records": len(ay),
         "dev_records": len(ady),
