@@ -210,11 +210,11 @@ class EntityRepair:
         for long_, short in defined_abbreviations(doc):
             if long_.text not in org_names and short.text not in org_names:
                 continue
-            n = len(long_)
-            for i in range(len(doc)):
-                if doc[i].text == short.text:
+            n, first = len(long_), long_[0].text
+            for i, token in enumerate(doc):
+                if token.text == short.text:
                     new.append(doc[i:i + 1])
-                if doc[i:i + n].text == long_.text and i + n <= len(doc):
+                elif token.text == first and i + n <= len(doc) and doc[i:i + n].text == long_.text:
                     new.append(doc[i:i + n])
         if not new:
             return
