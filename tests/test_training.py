@@ -67,6 +67,46 @@ def test_shape_features_ablation_config_resolves(tmp_path):
         assert ("hashembed" in tok2vec.name) == (width > 0), tok2vec.name
 
 
+def test_token_case_flags():
+    import spacy
+
+    from nhs_nlp.architectures import CASE_FLAGS, token_case_flags
+
+    doc = spacy.blank("en")("Qilin hit SIT. PhilHealth lost 2 files\n\nthe NHS")
+    flags = token_case_flags(doc)
+    assert flags.shape == (len(doc), len(CASE_FLAGS)) and flags.dtype.name == "float32"
+    named = {t.text: {name for name, v in zip(CASE_FLAGS, row) if v} for t, row in zip(doc, flags)}
+    assert named["Qilin"] == {"title", "sentence_initial"}
+    assert named["hit"] == {"lower"} and named["SIT"] == {"upper"}
+    assert named["PhilHealth"] == {"inner_capital", "sentence_initial"}  # after "."
+    assert named["2"] == {"digit"} and named["."] == set()
+    assert named["the"] == {"lower", "sentence_initial"}  # after a blank line
+    assert named["NHS"] == {"upper"}
+
+
+@pytest.mark.parametrize("shape_width", [0, 16])
+def test_case_flags_add_six_columns_to_the_ner_input(tmp_path, shape_width):
+    import spacy
+    from spacy.util import load_config
+
+    bert = write_tiny_bert(tmp_path / "bert")
+    widths = {}
+    for flags in (False, True):
+        config = load_config(ROOT / "training" / "config.cfg", overrides={
+            "paths.encoder": str(bert), "components.ner.model.tok2vec.shape_width": shape_width,
+            "components.ner.model.tok2vec.case_flags": flags}, interpolate=True)
+        nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+        nlp.get_pipe("ner").add_label("ORG")
+        nlp.initialize()
+        doc = nlp.get_pipe("transformer")(nlp.make_doc("The Qilin gang hit SIT."))
+        tok2vec = nlp.get_pipe("ner").model.get_ref("tok2vec")
+        assert ("case_flags" in tok2vec.name) == flags, tok2vec.name
+        # the parser wraps our layer: chain(ours, list2array, linear to the hidden width)
+        widths[flags] = tok2vec.layers[0].predict([doc])[0].shape
+        assert len(nlp(doc.text)) == len(doc)  # the whole pipeline runs with the wider input
+    assert widths[True] == (widths[False][0], widths[False][1] + 6)
+
+
 def test_unknown_encoder_is_a_clear_error():
     from nhs_nlp.architectures import resolve_encoder
 

@@ -6,7 +6,8 @@
 - ``nhs_nlp.ListenerWithShape.v1``: the transformer listener concatenated with a
   small hash-embedding tok2vec over NORM/SHAPE/PREFIX/SUFFIX. The encoder is
   uncased, so without this the NER head never sees capitalisation, which is a
-  strong cue for names ("Play" the group vs "play").
+  strong cue for names ("Play" the group vs "play"). ``case_flags`` adds six fixed
+  (parameter-free) case features per token instead of, or beside, the learned ones.
 """
 from __future__ import annotations
 
@@ -17,8 +18,54 @@ from spacy.ml.models.tok2vec import MaxoutWindowEncoder, MultiHashEmbed, build_T
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.layers import TransformerModel
+import numpy
 from thinc.api import Model, concatenate
 from thinc.types import Floats2d
+
+#: The case features ``case_flags`` gives each token, in column order.
+CASE_FLAGS = ("title", "upper", "inner_capital", "lower", "digit", "sentence_initial")
+
+
+def token_case_flags(doc: Doc) -> numpy.ndarray:
+    """(len(doc), 6) float32: for each token whether it is title case ("Qilin"), all
+    capitals with two letters or more ("NHS", "SIT"), has a capital after its first
+    character without being all capitals ("PhilHealth", "IHiS", "LockBit"), all lower
+    case, has a digit, and starts a sentence (first token, or after ".", "!", "?", a line
+    break or a heading mark), where a capital says less."""
+    out = numpy.zeros((len(doc), len(CASE_FLAGS)), dtype="float32")
+    previous = ""
+    for i, token in enumerate(doc):
+        word = token.text
+        letters = [c for c in word if c.isalpha()]
+        upper = sum(c.isupper() for c in letters)
+        if letters:
+            if upper == len(letters) and len(letters) >= 2:
+                out[i, 1] = 1.0
+            elif word[0].isupper() and upper == 1:
+                out[i, 0] = 1.0
+            elif upper and not word[0].isupper() or upper > 1:
+                out[i, 2] = 1.0
+            if upper == 0:
+                out[i, 3] = 1.0
+        if any(c.isdigit() for c in word):
+            out[i, 4] = 1.0
+        if i == 0 or previous in (".", "!", "?", "#", "##", "###") or "\n" in previous:
+            out[i, 5] = 1.0
+        if not token.is_space:
+            previous = word
+        else:
+            previous = "\n" if "\n" in word else previous
+    return out
+
+
+def case_flags_layer() -> Model[List[Doc], List[Floats2d]]:
+    """A parameter-free layer: each doc's ``token_case_flags``."""
+
+    def forward(model: Model, docs: List[Doc], is_train: bool):
+        out = [model.ops.asarray2f(token_case_flags(doc)) for doc in docs]
+        return out, lambda d_out: []
+
+    return Model("case_flags", forward, dims={"nO": len(CASE_FLAGS)})
 
 #: Encoders that ship as Python packages: config name -> module with get_model_path().
 ENCODER_PACKAGES: Dict[str, str] = {
@@ -90,6 +137,7 @@ def listener_with_shape(
     rows: List[int] = [5000, 1000, 1000, 2500],
     window_size: int = 1,
     depth: int = 1,
+    case_flags: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Concatenate a transformer listener with a cased hash-embedding tok2vec.
 
@@ -100,16 +148,18 @@ def listener_with_shape(
         uncased encoder throws away; PREFIX/SUFFIX catch "Lock…", "…Bit", "…ware").
     rows (List[int]): hash-embedding rows per attribute.
     window_size (int), depth (int): the small CNN over the embeddings.
-    RETURNS (Model[List[Doc], List[Floats2d]]): vectors of width listener + shape_width.
+    case_flags (bool): also concatenate the six fixed case features (``token_case_flags``).
+    RETURNS (Model[List[Doc], List[Floats2d]]): vectors of width listener + shape_width
+        (+ 6 with case_flags).
     """
     if shape_width < 0:
         raise ValueError(f"shape_width must be >= 0, got {shape_width}")
     if shape_width == 0:
-        return listener
+        return concatenate(listener, case_flags_layer()) if case_flags else listener
     if len(rows) != len(attrs):
         raise ValueError(f"rows ({len(rows)}) and attrs ({len(attrs)}) must have the same length, e.g. attrs = {attrs!r} rows = {[1000] * len(attrs)!r}")
     shape = build_Tok2Vec_model(
         MultiHashEmbed(width=shape_width, attrs=attrs, rows=rows, include_static_vectors=False),
         MaxoutWindowEncoder(width=shape_width, window_size=window_size, maxout_pieces=3, depth=depth),
     )
-    return concatenate(listener, shape)
+    return concatenate(listener, shape, case_flags_layer()) if case_flags else concatenate(listener, shape)
