@@ -557,6 +557,25 @@ def test_unaligned_records_count_every_slot_as_missed_or_spurious():
     assert scores["per_field"]["attack_groups"]["recall"] == 0.0
 
 
+def test_bootstrap_intervals_over_articles():
+    right = ([_gold([("Synnovis", (0, 8))], [("Qilin", (20, 25))])], [_pred([("Synnovis", (0, 8))], [("Qilin", (20, 25), "Qilin")])])
+    wrong = ([_gold([("Capita", (0, 6))], [("Black Basta", (20, 31))], "data breach")],
+             [_pred([("Tesco", (200, 205))], [("Black Basta", (20, 31), "Black Basta")], "ddos")])
+    assert "intervals" not in score_records([right, wrong])
+    # identical articles: every resample gives the same figures
+    same = score_records([right] * 5, bootstrap=200)["intervals"]
+    assert same["per_field"]["victims"]["f1"] == [1.0, 1.0] and same["records"]["recall"] == [1.0, 1.0]
+    assert same["attack_type_accuracy"] == [1.0, 1.0] and same["quantity_value_exact_match"] is None
+    assert (same["samples"], same["seed"], same["confidence"]) == (200, 0, 0.95)
+    # one right and one wrong article: victims F1 is 0.5 overall, anywhere from 0 to 1 in a resample
+    mixed = score_records([right, wrong] * 3, bootstrap=500, seed=1)
+    assert mixed["per_field"]["victims"]["f1"] == 0.5
+    lo, hi = mixed["intervals"]["per_field"]["victims"]["f1"]
+    assert 0.0 <= lo < 0.5 < hi <= 1.0
+    assert mixed["intervals"] == score_records([right, wrong] * 3, bootstrap=500, seed=1)["intervals"]  # seeded
+    assert mixed["intervals"]["per_field"]["attack_groups"]["f1"] == [1.0, 1.0]  # right in both articles
+
+
 def test_no_records_on_either_side_scores_nothing():
     scores = score_records([([], []), ([], [])])
     assert scores["docs"] == 2 and scores["records"]["predicted"] == 0 and scores["attack_type_accuracy"] is None
@@ -671,13 +690,14 @@ def test_scoring_from_gold_entities_runs_only_the_components_after_ner(shipped_n
     path = tmp_path / "gold.jsonl"
     path.write_text(json.dumps(row) + "\n", encoding="utf8")
     errors = tmp_path / "errors.jsonl"
-    scores = score_pipeline_records(shipped_nlp, path, gold_entities=True, errors_path=errors)
+    scores = score_pipeline_records(shipped_nlp, path, gold_entities=True, errors_path=errors, bootstrap=20)
     lines = [json.loads(line) for line in errors.read_text(encoding="utf8").splitlines()]
     wrong = sum(v["predicted"] - v["tp"] + v["gold"] - v["tp"] for v in scores["per_field"].values())
     assert (len(lines) == 1) == (wrong > 0) and all(line["id"] == "gold-1" for line in lines)
     fields = scores["per_field"]
     assert scores["docs"] == 1 and scores["records"]["recall"] == 1.0
     assert fields["attack_groups"]["f1"] == 1.0 and fields["victims"]["recall"] == 1.0
+    assert scores["intervals"]["per_field"]["attack_groups"]["f1"] == [1.0, 1.0]  # one article: every resample is it
     assert fields["other_organisations"]["f1"] == 1.0
     with pytest.raises(ValueError, match="'ner'"):
         score_pipeline_records(spacy.blank("en"), path, gold_entities=True)

@@ -595,6 +595,8 @@ def records_evaluate_cli(
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Also write the scores to this file."),
     gold_entities: bool = typer.Option(False, "--gold-entities", help="Assemble records from the gold entities instead of the tagger's: scores the record assembly alone."),
     errors: Optional[Path] = typer.Option(None, "--errors", help="Also write each article's record errors (missed and spurious items per field) to this JSON Lines file."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of the articles for 95% bootstrap intervals of F1 and the accuracies (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
 ) -> None:
     """Slot precision/recall/F1 per record field on a corpus split, for the pipeline's records."""
     from . import load
@@ -605,19 +607,37 @@ def records_evaluate_cli(
     if "record_builder" not in nlp.pipe_names and not any(f == "nhs_record_builder" for f in nlp.pipe_factories.values()):
         err_console.print(f"[red]error:[/red] {model or 'the shipped model'} has no nhs_record_builder component")
         raise typer.Exit(2)
-    scores = score_pipeline_records(nlp, folder / f"{split}.jsonl", gold_entities=gold_entities, errors_path=errors)
+    if bootstrap < 0:
+        err_console.print(f"[red]error:[/red] --bootstrap must be 0 or more, got {bootstrap}")
+        raise typer.Exit(2)
+    scores = score_pipeline_records(nlp, folder / f"{split}.jsonl", gold_entities=gold_entities, errors_path=errors,
+                                    bootstrap=bootstrap, seed=seed)
     scores["entities"] = "gold" if gold_entities else "pipeline"
     if json_out:
         json_out.write_text(json.dumps(scores, indent=2, sort_keys=True) + "\n", encoding="utf8")
     source = "gold entities" if gold_entities else "the pipeline's entities"
     table = Table(title=f"record slots, corpus {split} split ({scores['docs']} articles, {source})")
-    for col in ("field", "precision", "recall", "F1", "predicted", "gold"):
-        table.add_column(col, justify="right" if col != "field" else "left")
+    intervals = scores.get("intervals")
+    columns = ["field", "P", "R", "F1"] + (["F1 95% CI"] if intervals else []) + ["pred", "gold"]
+    for col in columns:
+        if col == "field":
+            table.add_column(col, justify="left", no_wrap=True, min_width=len("affected_organisations"))
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
+
+    def span(pair: Optional[List[float]]) -> str:
+        return f"{pair[0]:.3f}-{pair[1]:.3f}" if pair else "-"
+
     for field, s in [("records", scores["records"])] + list(scores["per_field"].items()):
-        table.add_row(field, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["predicted"]), str(s["gold"]))
+        ci = [span((intervals["records"] if field == "records" else intervals["per_field"][field])["f1"])] if intervals else []
+        table.add_row(field, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", *ci, str(s["predicted"]), str(s["gold"]))
     console.print(table)
-    console.print(f"attack type accuracy (aligned records): {scores['attack_type_accuracy']}")
-    console.print(f"quantity value exact match ({scores['quantity_pairs']} aligned quantities): {scores['quantity_value_exact_match']}")
+    at_ci = f" (95% interval {span(intervals['attack_type_accuracy'])})" if intervals else ""
+    q_ci = f" (95% interval {span(intervals['quantity_value_exact_match'])})" if intervals else ""
+    console.print(f"attack type accuracy (aligned records): {scores['attack_type_accuracy']}{at_ci}")
+    console.print(f"quantity value exact match ({scores['quantity_pairs']} aligned quantities): {scores['quantity_value_exact_match']}{q_ci}")
+    if intervals:
+        console.print(f"intervals: {intervals['samples']} bootstrap resamples of the {scores['docs']} articles (seed {intervals['seed']})")
 
 
 @app.command("package")

@@ -234,6 +234,16 @@ def _ratios(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> Tuple[np.ndarray,
     return p, r, f
 
 
+def bootstrap_sums(rows: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """Column sums of ``rows`` (one row of counts per document) over ``samples`` bootstrap
+    resamples of the documents: (samples, columns). Resampling n documents with
+    replacement is drawing multinomial document weights."""
+    n_docs = rows.shape[0]
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=samples)
+    return weights @ rows.astype(np.float64)
+
+
 def _bootstrap_cis(counts: np.ndarray, macro_mask: np.ndarray, samples: int, seed: int, confidence: float) -> Dict[str, Any]:
     """Percentile bootstrap intervals, resampling documents with replacement.
 
@@ -241,10 +251,7 @@ def _bootstrap_cis(counts: np.ndarray, macro_mask: np.ndarray, samples: int, see
     RETURNS (Dict[str, Any]): {"per_label": [{metric: [lo, hi]}], "micro": {...}, "macro": {...}}.
     """
     n_docs, n_labels, _ = counts.shape
-    rng = np.random.default_rng(seed)
-    # Resampling n_docs documents with replacement = multinomial document weights.
-    weights = rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=samples)
-    sums = (weights @ counts.reshape(n_docs, -1).astype(np.float64)).reshape(samples, n_labels, 3)
+    sums = bootstrap_sums(counts.reshape(n_docs, -1), samples, seed).reshape(samples, n_labels, 3)
     tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
     p, r, f = _ratios(tp, fp, fn)
     mp, mr, mf = _ratios(tp.sum(1), fp.sum(1), fn.sum(1))

@@ -432,7 +432,8 @@ def default_canonicaliser():
 
 
 def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canonicalise=None,
-                           gold_entities: bool = False, errors_path: Optional[Path] = None) -> Dict[str, Any]:
+                           gold_entities: bool = False, errors_path: Optional[Path] = None,
+                           bootstrap: int = 0, seed: int = 0) -> Dict[str, Any]:
     """Run ``nlp`` over the texts of a corpus JSON Lines file and score its records
     against the gold ones (``nhs_nlp.records.score_records``).
 
@@ -442,6 +443,7 @@ def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canon
     errors_path (Optional[Path]): also write, as JSON Lines, each article's record errors
         (``nhs_nlp.records.record_errors``: per field the gold items missed and the predicted
         items that are spurious); articles without errors are left out.
+    bootstrap (int), seed (int): bootstrap intervals over the articles (``score_records``).
     """
     from .records import record_errors, score_records
 
@@ -466,4 +468,4 @@ def score_pipeline_records(nlp: Language, path: Path, batch_size: int = 8, canon
                 errors = record_errors(gold, pred, canonicalise)
                 if errors:
                     fh.write(json.dumps({"id": row.get("id"), "errors": errors}, ensure_ascii=False, sort_keys=True) + "\n")
-    return score_records(pairs, canonicalise=canonicalise)
+    return score_records(pairs, canonicalise=canonicalise, bootstrap=bootstrap, seed=seed)

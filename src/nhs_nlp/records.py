@@ -282,51 +282,65 @@ def align_records(gold: List[dict], pred: List[dict], canonicalise=None) -> List
     return pairs
 
 
-def score_records(pairs, canonicalise=None) -> Dict[str, object]:
+#: Per-document count columns behind ``score_records``: tp/predicted/gold per field, the
+#: same for whole records, then attack types right/aligned and quantity values same/aligned.
+_COUNT_COLUMNS: Tuple[str, ...] = (
+    *(f"{field}.{k}" for field in SCORED_FIELDS for k in ("tp", "predicted", "gold")),
+    "records.tp", "records.predicted", "records.gold", "attack_type.right", "attack_type.aligned",
+    "quantity_value.same", "quantity_value.aligned",
+)
+
+
+def record_counts(gold_recs: List[dict], pred_recs: List[dict], canonicalise=None) -> Dict[str, int]:
+    """One document's counts (``_COUNT_COLUMNS``) for ``score_records``."""
+    c = dict.fromkeys(_COUNT_COLUMNS, 0)
+    c["records.gold"], c["records.predicted"] = len(gold_recs), len(pred_recs)
+    for g, p in align_records(list(gold_recs), list(pred_recs), canonicalise):
+        if g is not None and p is not None:
+            c["records.tp"] += 1
+            if g.get("attack_type"):
+                c["attack_type.aligned"] += 1
+                pv = (p.get("attack_type") or {}).get("value") if isinstance(p.get("attack_type"), dict) else p.get("attack_type")
+                c["attack_type.right"] += int(pv == g["attack_type"])
+            for gq in g.get("quantities", []):
+                for pq in p.get("quantities", []):
+                    if _overlaps(_item_mentions(gq), _item_mentions(pq)):
+                        c["quantity_value.aligned"] += 1
+                        c["quantity_value.same"] += int(_same_item("quantities", gq, pq, canonicalise))
+                        break
+        for field in SCORED_FIELDS:
+            a, b, n = _slot_counts(field, g, p, canonicalise)
+            c[f"{field}.tp"] += a
+            c[f"{field}.predicted"] += b
+            c[f"{field}.gold"] += n
+    return c
+
+
+def score_records(pairs, canonicalise=None, bootstrap: int = 0, seed: int = 0, confidence: float = 0.95) -> Dict[str, object]:
     """Slot precision/recall/F1 per field of predicted records against gold records.
 
     pairs (Iterable[Tuple[List[dict], List[dict]]]): per document, (gold records in the
         compiled corpus form, predicted ``IncidentRecord`` dicts).
     canonicalise (Optional[Callable[[str], Optional[str]]]): maps a gold attack-group or
         malware name to its canonical name when the gold gives none (the alias table).
+    bootstrap (int): when > 0, add ``intervals``: percentile bootstrap intervals at
+        ``confidence`` over this many resamples of the documents (``seed``), for each
+        field's precision/recall/F1, the records' and the two accuracies. A few dozen
+        articles give wide intervals: they say how far a difference between two pipelines
+        on the same split can be chance.
     Records are aligned per document (``align_records``); an unaligned record counts
     all its slots as missed (gold) or spurious (predicted). Attack type accuracy is
     over aligned pairs; quantity value exact match is over predicted quantities that
     share a mention with a gold quantity.
     RETURNS (dict): {"per_field": {field: {precision, recall, f1, tp, predicted, gold}},
-        "records": {precision, recall, f1, ...}, "attack_type_accuracy", "quantity_value_exact_match", "docs"}.
+        "records": {precision, recall, f1, ...}, "attack_type_accuracy", "quantity_value_exact_match", "docs"}
+        (+ "intervals": {"per_field": {field: {metric: [lo, hi]}}, "records": {...},
+        "attack_type_accuracy": [lo, hi], "quantity_value_exact_match": [lo, hi]}).
     """
-    from collections import Counter
+    import numpy as np
 
-    tp: Counter = Counter()
-    n_pred: Counter = Counter()
-    n_gold: Counter = Counter()
-    rec_tp = rec_pred = rec_gold = 0
-    at_right = at_total = 0
-    q_same = q_overlap = 0
-    docs = 0
-    for gold_recs, pred_recs in pairs:
-        docs += 1
-        rec_gold += len(gold_recs)
-        rec_pred += len(pred_recs)
-        for g, p in align_records(list(gold_recs), list(pred_recs), canonicalise):
-            if g is not None and p is not None:
-                rec_tp += 1
-                if g.get("attack_type"):
-                    at_total += 1
-                    pv = (p.get("attack_type") or {}).get("value") if isinstance(p.get("attack_type"), dict) else p.get("attack_type")
-                    at_right += int(pv == g["attack_type"])
-                for gq in g.get("quantities", []):
-                    for pq in p.get("quantities", []):
-                        if _overlaps(_item_mentions(gq), _item_mentions(pq)):
-                            q_overlap += 1
-                            q_same += int(_same_item("quantities", gq, pq, canonicalise))
-                            break
-            for field in SCORED_FIELDS:
-                a, b, c = _slot_counts(field, g, p, canonicalise)
-                tp[field] += a
-                n_pred[field] += b
-                n_gold[field] += c
+    rows = [record_counts(gold_recs, pred_recs, canonicalise) for gold_recs, pred_recs in pairs]
+    t = {k: sum(r[k] for r in rows) for k in _COUNT_COLUMNS}
 
     def prf(a: int, b: int, c: int) -> Dict[str, float]:
         p = a / b if b else 0.0
@@ -334,11 +348,42 @@ def score_records(pairs, canonicalise=None) -> Dict[str, object]:
         return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
                 "tp": a, "predicted": b, "gold": c, "support": c}
 
-    return {
-        "per_field": {f: prf(tp[f], n_pred[f], n_gold[f]) for f in SCORED_FIELDS},
-        "records": prf(rec_tp, rec_pred, rec_gold),
-        "attack_type_accuracy": round(at_right / at_total, 4) if at_total else None,
-        "quantity_value_exact_match": round(q_same / q_overlap, 4) if q_overlap else None,
-        "quantity_pairs": q_overlap,
-        "docs": docs,
+    def ratio(a: int, b: int) -> Optional[float]:
+        return round(a / b, 4) if b else None
+
+    out: Dict[str, object] = {
+        "per_field": {f: prf(t[f"{f}.tp"], t[f"{f}.predicted"], t[f"{f}.gold"]) for f in SCORED_FIELDS},
+        "records": prf(t["records.tp"], t["records.predicted"], t["records.gold"]),
+        "attack_type_accuracy": ratio(t["attack_type.right"], t["attack_type.aligned"]),
+        "quantity_value_exact_match": ratio(t["quantity_value.same"], t["quantity_value.aligned"]),
+        "quantity_pairs": t["quantity_value.aligned"],
+        "docs": len(rows),
     }
+    if bootstrap > 0 and rows:
+        from .evaluate import _ratios, bootstrap_sums
+
+        sums = bootstrap_sums(np.array([[r[k] for k in _COUNT_COLUMNS] for r in rows]), bootstrap, seed)
+        col = {k: sums[:, i] for i, k in enumerate(_COUNT_COLUMNS)}
+        lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+
+        def interval(x: np.ndarray) -> List[float]:
+            return [round(float(v), 4) for v in np.percentile(x, [lo, hi])]
+
+        def slot_intervals(name: str) -> Dict[str, List[float]]:
+            tp, pred, gold = col[f"{name}.tp"], col[f"{name}.predicted"], col[f"{name}.gold"]
+            p, r, f = _ratios(tp, pred - tp, gold - tp)
+            return {"precision": interval(p), "recall": interval(r), "f1": interval(f)}
+
+        def accuracy_interval(a: str, b: str) -> Optional[List[float]]:
+            right, total = col[a], col[b]
+            keep = total > 0  # resamples without an aligned item have no accuracy
+            return interval(right[keep] / total[keep]) if keep.any() else None
+
+        out["intervals"] = {
+            "confidence": confidence, "samples": bootstrap, "seed": seed,
+            "per_field": {f: slot_intervals(f) for f in SCORED_FIELDS},
+            "records": slot_intervals("records"),
+            "attack_type_accuracy": accuracy_interval("attack_type.right", "attack_type.aligned"),
+            "quantity_value_exact_match": accuracy_interval("quantity_value.same", "quantity_value.aligned"),
+        }
+    return out
