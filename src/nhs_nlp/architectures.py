@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict, List
 
+import numpy
 from spacy.ml.models.tok2vec import MaxoutWindowEncoder, MultiHashEmbed, build_Tok2Vec_model
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.layers import TransformerModel
-import numpy
 from thinc.api import Model, concatenate
 from thinc.types import Floats2d
 
@@ -43,7 +43,7 @@ def token_case_flags(doc: Doc) -> numpy.ndarray:
                 out[i, 1] = 1.0
             elif word[0].isupper() and upper == 1:
                 out[i, 0] = 1.0
-            elif upper and not word[0].isupper() or upper > 1:
+            elif upper:  # not all capitals, and not a single capital at the start
                 out[i, 2] = 1.0
             if upper == 0:
                 out[i, 3] = 1.0
